@@ -1,0 +1,56 @@
+"""torch_ising: exact and approximate Ising models of spike patterns, and their
+state-space (time-varying) estimation, in PyTorch.
+
+The public API a researcher types lives here; everything else is private.
+"""
+
+from __future__ import annotations
+
+from . import basis, moments, synthesis
+from .basis import compute_D, enumerate_patterns, rebin, subsets, sufficient_stats
+from .ising import Ising
+from .moments import (
+    ExactMemoryError,
+    Moments,
+    entropy,
+    expectation,
+    fisher,
+    heat_capacity,
+    log_partition,
+    log_prob,
+    log_probs,
+    memory_estimate,
+    probs,
+    sample,
+)
+from .synthesis import generate_spikes, generate_stationary_thetas, generate_thetas, gibbs_sample
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Ising",
+    "Moments",
+    "ExactMemoryError",
+    "basis",
+    "moments",
+    "synthesis",
+    "compute_D",
+    "subsets",
+    "enumerate_patterns",
+    "rebin",
+    "sufficient_stats",
+    "log_partition",
+    "log_probs",
+    "log_prob",
+    "probs",
+    "expectation",
+    "fisher",
+    "entropy",
+    "heat_capacity",
+    "sample",
+    "memory_estimate",
+    "generate_thetas",
+    "generate_stationary_thetas",
+    "generate_spikes",
+    "gibbs_sample",
+]

@@ -1,0 +1,190 @@
+"""The exact Ising (log-linear) distribution as an ``nn.Module``.
+
+    p(x | theta) = exp(theta . F(x) - psi(theta))
+
+``theta`` is an ``nn.Parameter`` of shape batch_shape + (D,). All moments are
+exact and computed in O(N 2^N) by :mod:`torch_ising.moments`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import moments as _m
+from ._validation import as_tensor, check_N_order, check_spikes, check_theta, n_params
+from .basis import sufficient_stats
+from .newton import newton_ascent
+
+__all__ = ["Ising"]
+
+
+class Ising(nn.Module):
+    """Exact Ising model of N binary neurons with interactions up to ``order``.
+
+    Args:
+        N: number of neurons.
+        order: interaction order O (1 = independent, 2 = pairwise, ...).
+        batch_shape: leading batch dimensions of ``theta`` (e.g. time bins).
+        dtype: floating dtype of ``theta`` (float64 by default).
+        device: device of ``theta``.
+
+    Attributes:
+        theta: natural parameters, ``nn.Parameter`` of shape batch_shape + (D,),
+            ordered as in MODEL.md section 1 (biases, then pairs, ...).
+
+    Example:
+        >>> m = Ising.from_theta(torch.tensor([-1.0, -1.0, 2.0]), N=2, order=2)
+        >>> m.probs()  # seed order 00, 10, 01, 11
+    """
+
+    def __init__(
+        self,
+        N: int,
+        order: int = 2,
+        batch_shape: tuple[int, ...] = (),
+        *,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        self.N, self.order = check_N_order(N, order)
+        self.D = n_params(self.N, self.order)
+        self.theta = nn.Parameter(torch.zeros(*batch_shape, self.D, dtype=dtype, device=device))
+
+    @classmethod
+    def from_theta(cls, theta: Any, N: int, order: int = 2) -> Ising:
+        """Build a model whose ``theta`` is a copy of ``theta`` (..., D)."""
+        t = as_tensor(theta)
+        if not t.is_floating_point():
+            t = t.to(torch.float64)
+        N, order = check_N_order(N, order)
+        check_theta(t, N, order)
+        model = cls(N, order, tuple(t.shape[:-1]), dtype=t.dtype, device=t.device)
+        with torch.no_grad():
+            model.theta.copy_(t)
+        return model
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return self.theta.shape[:-1]
+
+    def extra_repr(self) -> str:
+        return f"N={self.N}, order={self.order}, D={self.D}, batch_shape={tuple(self.batch_shape)}"
+
+    # ------------------------------------------------------------------ moments
+    def psi(self) -> torch.Tensor:
+        """Log-partition psi(theta) = log sum_x exp(theta . F(x)), shape batch_shape."""
+        return _m.log_partition(self.theta, self.N, self.order)
+
+    def forward(self) -> torch.Tensor:
+        """Same as :meth:`psi`."""
+        return self.psi()
+
+    def log_probs(self) -> torch.Tensor:
+        """log p(x) for every pattern in seed order, shape batch_shape + (2^N,)."""
+        return _m.log_probs(self.theta, self.N, self.order)
+
+    def probs(self) -> torch.Tensor:
+        """p(x) for every pattern in seed order, shape batch_shape + (2^N,)."""
+        return _m.probs(self.theta, self.N, self.order)
+
+    def log_prob(self, x: Any) -> torch.Tensor:
+        """log p(x | theta) = theta . F(x) - psi for binary patterns x (..., N)."""
+        xt = as_tensor(x, device=self.theta.device)
+        return _m.log_prob(xt, self.theta, self.N, self.order)
+
+    def expectation(self) -> torch.Tensor:
+        """eta = E[F(x)], shape batch_shape + (D,)."""
+        return _m.expectation(self.theta, self.N, self.order)
+
+    def fisher(self) -> torch.Tensor:
+        """Fisher information G = Cov[F(x)] = hess psi, shape batch_shape + (D, D)."""
+        return _m.fisher(self.theta, self.N, self.order)
+
+    def entropy(self) -> torch.Tensor:
+        """Entropy H = psi - theta . eta in nats, shape batch_shape."""
+        return _m.entropy(self.theta, self.N, self.order)
+
+    def heat_capacity(self, beta: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """Exact heat capacity C(beta) = beta^2 theta^T G(beta theta) theta."""
+        return _m.heat_capacity(self.theta, self.N, self.order, beta)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Exact samples, shape (n,) + batch_shape + (N,), dtype uint8."""
+        s = _m.sample(self.theta.detach(), n, self.N, self.order, generator)
+        return s.movedim(-2, 0)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        spikes: Any,
+        prior_mean: float | torch.Tensor = 0.0,
+        prior_var: float | None = None,
+        *,
+        tol: float = 1e-10,
+        max_iter: int = 200,
+    ) -> Ising:
+        """Stationary maximum-likelihood or MAP fit by Newton's method with the exact Fisher.
+
+        Maximises (MODEL.md 3.6)
+
+            l(theta) = R [ y . theta - psi(theta) ] - |theta - prior_mean|^2 / (2 prior_var)
+
+        where y = (1/R) sum_r F(x_r) pools all trials (and bins). Without
+        ``prior_var`` this is maximum likelihood; it diverges when some
+        statistic y_S is 0 or 1, and a warning says so.
+
+        Args:
+            spikes: binary array (R, N), or (T, R, N) pooled over T.
+            prior_mean: Gaussian prior mean (scalar or (D,)).
+            prior_var: Gaussian prior variance (scalar); None for ML.
+            tol: stop when max |grad| / R < tol.
+            max_iter: most Newton iterations.
+
+        Returns:
+            self, with ``theta`` set to the estimate (same for every batch entry).
+        """
+        x = check_spikes(spikes, (2, 3))
+        if x.ndim == 2:
+            x = x.unsqueeze(0)
+        if x.shape[-1] != self.N:
+            raise ValueError(f"spikes must have N={self.N} neurons in the last dimension; got {tuple(x.shape)}")
+        if prior_var is not None and not prior_var > 0:
+            raise ValueError(f"prior_var must be > 0 or None, got {prior_var!r}")
+        dtype, device = self.theta.dtype, self.theta.device
+        R = x.shape[0] * x.shape[1]
+        y = sufficient_stats(x.reshape(1, R, self.N), self.order, dtype=dtype, device=device)
+        mu = torch.as_tensor(prior_mean, dtype=dtype, device=device).expand(1, self.D)
+        prec = 0.0 if prior_var is None else 1.0 / float(prior_var)
+        eye = torch.eye(self.D, dtype=dtype, device=device)
+        if prior_var is None and bool(((y <= 0) | (y >= 1)).any()):
+            warnings.warn(
+                "some pattern statistic is 0 or 1, so the maximum-likelihood theta is infinite; "
+                "the estimate will be large and arbitrary. Pass prior_var for a MAP estimate.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+        def objective(th: torch.Tensor):
+            m = _m.moments(th, self.N, self.order)
+            diff = th - mu
+            f = R * ((y * th).sum(-1) - m.psi) - 0.5 * prec * (diff * diff).sum(-1)
+            g = R * (y - m.eta) - prec * diff
+            H = -R * m.fisher - prec * eye
+            return f, g, H
+
+        with torch.no_grad():
+            res = newton_ascent(objective, mu.clone(), tol=tol, scale=R, max_iter=max_iter)
+            if not res.converged:
+                warnings.warn(
+                    "Ising.fit did not converge: without a prior the maximum-likelihood estimate "
+                    "does not exist when some pattern statistic is 0 or 1; pass prior_var.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            self.theta.copy_(res.x[0].expand_as(self.theta))
+        return self

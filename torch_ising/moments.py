@@ -1,0 +1,373 @@
+"""Exact moments of the Ising (log-linear) distribution in O(N 2^N).
+
+The distribution over binary patterns x in {0,1}^N is (MODEL.md section 2)
+
+    p(x | theta) = exp(theta . F(x) - psi(theta)),   psi = log sum_x exp(theta . F(x)),
+    eta = E[F(x)] = grad psi,                         G = Cov[F(x)] = hess psi.
+
+Nothing here builds a 2^N x D matrix (FAST_MOMENTS.md):
+
+1. energies E(x) = theta . F(x) are the subset-sum (zeta) transform of the
+   vector g with g[mask(S)] = theta_S;
+2. psi = logsumexp(E) and p = softmax(E);
+3. joint firing probabilities q[S] = P(all of S fire) are the superset-sum
+   transform of p;
+4. eta_S = q[mask(S)] and G[S, T] = q[mask(S) | mask(T)] - eta_S eta_T.
+
+Every function takes ``theta`` of shape (..., D) and broadcasts over the
+leading batch dimensions. Vectors over patterns are returned in the seed
+order (see :mod:`torch_ising.basis`) unless ``seed_order=False``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import torch
+
+from ._validation import check_N_order, check_positive_int, check_theta
+from .basis import features, mask_to_seed, or_index, subset_masks
+
+__all__ = [
+    "Moments",
+    "ExactMemoryError",
+    "memory_estimate",
+    "check_memory",
+    "energies",
+    "log_partition",
+    "log_probs",
+    "probs",
+    "expectation",
+    "fisher",
+    "moments",
+    "log_prob",
+    "sample",
+    "entropy",
+    "heat_capacity",
+]
+
+#: Largest working set (bytes) used for one chunk of a batched computation.
+DEFAULT_CHUNK_BYTES = 2**30
+
+
+class Moments(NamedTuple):
+    """Exact moments of p(x | theta).
+
+    Attributes:
+        psi: log-partition psi(theta), shape (...).
+        eta: expectation parameters eta = E[F(x)], shape (..., D).
+        fisher: Fisher information G = Cov[F(x)], shape (..., D, D), or None.
+    """
+
+    psi: torch.Tensor
+    eta: torch.Tensor
+    fisher: torch.Tensor | None
+
+
+class ExactMemoryError(MemoryError):
+    """Exact enumeration over 2^N patterns does not fit in the device's memory."""
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + cached)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 2**34
+
+
+def memory_estimate(N: int, batch: int = 1, dtype: torch.dtype = torch.float64, grad: bool = False) -> int:
+    """Bytes that exact enumeration needs for ``batch`` parameter vectors.
+
+    About 3 vectors of length 2^N per batch element (energies, probabilities,
+    transform workspace); about 6 when autograd keeps intermediates.
+    """
+    itemsize = torch.finfo(dtype).bits // 8
+    buffers = 6 if grad else 3
+    return int(buffers * batch * (2**N) * itemsize)
+
+
+def check_memory(
+    N: int,
+    batch: int = 1,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+    grad: bool = False,
+) -> int:
+    """Refuse an exact computation whose single-item working set exceeds memory.
+
+    Returns:
+        The estimate in bytes for one batch element.
+
+    Raises:
+        ExactMemoryError: with the estimate and the suggestion to use
+            ``method="pseudo"`` when even one parameter vector does not fit.
+    """
+    device = torch.device(device)
+    need = memory_estimate(N, 1, dtype, grad)
+    avail = _available_bytes(device)
+    if need > 0.8 * avail:
+        raise ExactMemoryError(
+            f"exact enumeration for N={N} needs about {need / 2**30:.2f} GiB per parameter vector "
+            f"({2**N:,} patterns, {dtype}) but only {avail / 2**30:.2f} GiB is available on {device}. "
+            "Use an approximation (fit(..., method='pseudo')), fewer neurons, or a larger device."
+        )
+    return need
+
+
+def _chunk_size(N: int, batch: int, dtype: torch.dtype, device: torch.device, grad: bool) -> int:
+    per_item = check_memory(N, 1, dtype, device, grad)
+    budget = min(DEFAULT_CHUNK_BYTES, int(0.5 * _available_bytes(device)))
+    return max(1, min(batch, budget // max(per_item, 1)))
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def _tracks_grad(t: torch.Tensor) -> bool:
+    """True when ``t`` takes part in autograd or a torch.func transform."""
+    if t.requires_grad:
+        return True
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(wrapped(t)) if wrapped is not None else False
+
+
+def _transform(v: torch.Tensor, N: int, superset: bool, inplace: bool) -> torch.Tensor:
+    """Subset-sum (superset=False) or superset-sum transform over the last dim (2^N).
+
+    Pass i adds the entries without bit i into those with bit i (subset sum),
+    or the other way round (superset sum); N passes, N 2^N adds.
+    """
+    batch = v.shape[:-1]
+    src, dst = (1, 0) if superset else (0, 1)
+    for i in range(N):
+        w = v.reshape(*batch, 2 ** (N - 1 - i), 2, 2**i)
+        if inplace:
+            w.select(-2, dst).add_(w.select(-2, src))
+        else:
+            lo, hi = w.unbind(-2)
+            w = torch.stack((lo + hi, hi) if superset else (lo, hi + lo), dim=-2)
+            v = w.reshape(*batch, 2**N)
+    return v
+
+
+def _energies_mask(theta: torch.Tensor, N: int, order: int, inplace: bool) -> torch.Tensor:
+    masks = subset_masks(N, order, theta.device)
+    g = theta.new_zeros(*theta.shape[:-1], 2**N)
+    if inplace:
+        g[..., masks] = theta
+    else:
+        g = g.index_add(-1, masks, theta)
+    return _transform(g, N, superset=False, inplace=inplace)
+
+
+def _flatten(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
+    batch = theta.shape[:-1]
+    return theta.reshape(-1, theta.shape[-1]), batch
+
+
+def _prepare(theta: torch.Tensor, N: int, order: int) -> tuple[int, int]:
+    N, order = check_N_order(N, order)
+    check_theta(theta, N, order)
+    return N, order
+
+
+# --------------------------------------------------------------------------- public
+
+
+def energies(theta: torch.Tensor, N: int, order: int = 2, seed_order: bool = True) -> torch.Tensor:
+    """Energies E(x) = theta . F(x) of all 2^N patterns, shape (..., 2^N)."""
+    N, order = _prepare(theta, N, order)
+    check_memory(N, 1, theta.dtype, theta.device, _tracks_grad(theta))
+    E = _energies_mask(theta, N, order, inplace=not _tracks_grad(theta))
+    return mask_to_seed(E, N) if seed_order else E
+
+
+def log_partition(theta: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
+    """psi(theta) = log sum_x exp(theta . F(x)), shape (...). Differentiable.
+
+    Autograd of psi gives eta, and its Hessian is the Fisher matrix.
+    """
+    return _batched(theta, N, order, "psi")
+
+
+def log_probs(theta: torch.Tensor, N: int, order: int = 2, seed_order: bool = True) -> torch.Tensor:
+    """log p(x | theta) = theta . F(x) - psi for all patterns, shape (..., 2^N)."""
+    out = _batched(theta, N, order, "logp")
+    return mask_to_seed(out, N) if seed_order else out
+
+
+def probs(theta: torch.Tensor, N: int, order: int = 2, seed_order: bool = True) -> torch.Tensor:
+    """Pattern probabilities p(x | theta), shape (..., 2^N), summing to 1."""
+    return log_probs(theta, N, order, seed_order).exp()
+
+
+def expectation(theta: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
+    """eta = E[F(x)] = grad psi, shape (..., D): firing and joint firing probabilities."""
+    return moments(theta, N, order, with_fisher=False).eta
+
+
+def fisher(theta: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
+    """G(theta) = Cov[F(x)] = hess psi, shape (..., D, D).
+
+    G[S, T] = P(S and T all fire) - eta_S eta_T = q[mask(S) | mask(T)] - eta_S eta_T.
+    """
+    return moments(theta, N, order, with_fisher=True).fisher
+
+
+def moments(theta: torch.Tensor, N: int, order: int = 2, with_fisher: bool = True) -> Moments:
+    """psi, eta and (optionally) the Fisher matrix in one pass of 3 transforms.
+
+    Args:
+        theta: natural parameters, shape (..., D).
+        N: number of neurons.
+        order: interaction order O.
+        with_fisher: also return G = Cov[F(x)], shape (..., D, D).
+
+    Returns:
+        :class:`Moments` (psi, eta, fisher).
+    """
+    return _batched(theta, N, order, "fisher" if with_fisher else "eta")
+
+
+def _batched(theta: torch.Tensor, N: int, order: int, what: str):
+    N, order = _prepare(theta, N, order)
+    flat, batch = _flatten(theta)
+    grad = _tracks_grad(theta)
+    B = flat.shape[0]
+    chunk = _chunk_size(N, max(B, 1), theta.dtype, theta.device, grad)
+    if B <= chunk:
+        parts = [_core(flat, N, order, what, grad)]
+    else:
+        parts = [_core(flat[s : s + chunk], N, order, what, grad) for s in range(0, B, chunk)]
+
+    def join(xs: list[torch.Tensor], tail: tuple[int, ...]) -> torch.Tensor:
+        x = xs[0] if len(xs) == 1 else torch.cat(xs, dim=0)
+        return x.reshape((*batch, *tail))
+
+    D = theta.shape[-1]
+    if what == "psi":
+        return join(parts, ())
+    if what == "logp":
+        return join(parts, (2**N,))
+    psi = join([p.psi for p in parts], ())
+    eta = join([p.eta for p in parts], (D,))
+    fis = join([p.fisher for p in parts], (D, D)) if what == "fisher" else None
+    return Moments(psi, eta, fis)
+
+
+def _core(theta: torch.Tensor, N: int, order: int, what: str, grad: bool):
+    """Moments of a flat batch theta (B, D).
+
+    Without autograd everything happens in place in one 2^N buffer per batch
+    element (fresh large allocations cost more than the arithmetic on a CPU).
+    """
+    inplace = not grad
+    E = _energies_mask(theta, N, order, inplace)
+    if inplace:
+        Emax = E.amax(dim=-1, keepdim=True)
+        p = E.sub_(Emax).exp_()
+        Z = p.sum(dim=-1, keepdim=True)
+        psi = (Emax + Z.log()).squeeze(-1)
+        if what == "psi":
+            return psi
+        if what == "logp":
+            return p.log_().sub_(Z.log())
+        p.div_(Z)
+    else:
+        psi = torch.logsumexp(E, dim=-1)
+        if what == "psi":
+            return psi
+        logp = E - psi[:, None]
+        if what == "logp":
+            return logp
+        p = logp.exp()
+    q = _transform(p, N, superset=True, inplace=inplace)
+    masks = subset_masks(N, order, theta.device)
+    eta = q[:, masks]
+    fis = None
+    if what == "fisher":
+        idx = or_index(N, order, theta.device)
+        fis = q[:, idx] - eta[:, :, None] * eta[:, None, :]
+    return Moments(psi, eta, fis)
+
+
+def log_prob(x: torch.Tensor, theta: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
+    """log p(x | theta) = theta . F(x) - psi(theta) for binary patterns x (..., N).
+
+    ``x`` and ``theta`` (..., D) broadcast over their batch dimensions.
+    """
+    N, order = _prepare(theta, N, order)
+    if x.shape[-1] != N:
+        raise ValueError(f"x must have shape (..., N) with N={N}; got {tuple(x.shape)}")
+    Fx = features(x, N, order, dtype=theta.dtype)
+    return (Fx * theta).sum(-1) - log_partition(theta, N, order)
+
+
+def entropy(theta: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
+    """Entropy H = psi - theta . eta (nats), shape (...)."""
+    m = moments(theta, N, order, with_fisher=False)
+    return m.psi - (theta * m.eta).sum(-1)
+
+
+def heat_capacity(theta: torch.Tensor, N: int, order: int = 2, beta: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """Exact heat capacity C(beta) = d^2/dbeta^2 psi(beta theta) = beta^2 theta^T G(beta theta) theta.
+
+    Equivalently beta^2 Var_{p_beta}[theta . F(x)]. ``beta`` may be a tensor;
+    it broadcasts against the batch shape of ``theta``.
+    """
+    beta_t = torch.as_tensor(beta, dtype=theta.dtype, device=theta.device)
+    bt = beta_t[..., None] * theta
+    G = fisher(bt, N, order)
+    theta_b = theta.expand_as(bt)
+    return beta_t**2 * torch.einsum("...i,...ij,...j->...", theta_b, G, theta_b)
+
+
+def sample(
+    theta: torch.Tensor,
+    n: int,
+    N: int,
+    order: int = 2,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Exact samples from p(x | theta) by inverse-CDF over the 2^N patterns.
+
+    Args:
+        theta: natural parameters, shape (..., D).
+        n: number of samples per parameter vector.
+        N: number of neurons.
+        order: interaction order.
+        generator: optional torch generator for reproducibility.
+
+    Returns:
+        Binary patterns, shape (..., n, N), dtype uint8.
+    """
+    n = check_positive_int(n, "n")
+    N, order = _prepare(theta, N, order)
+    with torch.no_grad():
+        flat, batch = _flatten(theta.detach())
+        out = torch.empty(flat.shape[0], n, N, dtype=torch.uint8, device=theta.device)
+        bits = torch.arange(N, device=theta.device)
+        chunk = _chunk_size(N, max(flat.shape[0], 1), theta.dtype, theta.device, False)
+        for s in range(0, flat.shape[0], chunk):
+            logp = _core(flat[s : s + chunk], N, order, "logp", grad=False)
+            cdf = logp.exp_().cumsum_(dim=-1)
+            cdf = cdf / cdf[:, -1:]
+            u = torch.rand(cdf.shape[0], n, dtype=cdf.dtype, device=cdf.device, generator=generator)
+            idx = torch.searchsorted(cdf, u).clamp_(max=2**N - 1)
+            out[s : s + chunk] = ((idx[..., None] >> bits) & 1).to(torch.uint8)
+    return out.reshape(*batch, n, N)
