@@ -23,12 +23,34 @@ from .moments import (
     probs,
     sample,
 )
+from .statespace import (
+    ExactIsing,
+    ObservationModel,
+    StateSpaceIsing,
+    StateSpaceParams,
+    StateSpaceResult,
+    fit,
+    laplace_filter,
+    log_marginal,
+    m_step,
+    smoother,
+)
 from .synthesis import generate_spikes, generate_stationary_thetas, generate_thetas, gibbs_sample
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Ising",
+    "fit",
+    "StateSpaceIsing",
+    "StateSpaceResult",
+    "StateSpaceParams",
+    "ObservationModel",
+    "ExactIsing",
+    "laplace_filter",
+    "smoother",
+    "m_step",
+    "log_marginal",
     "Moments",
     "ExactMemoryError",
     "basis",

@@ -38,14 +38,14 @@ def n_params(N: int, order: int) -> int:
     return sum(comb(N, k) for k in range(1, order + 1))
 
 
-def check_theta(theta: torch.Tensor, N: int, order: int, name: str = "theta") -> None:
-    """Check that the last dimension of ``theta`` is D(N, order)."""
+def check_theta(theta: torch.Tensor, N: int, order: int, name: str = "theta", check_finite: bool = True) -> None:
+    """Check that the last dimension of ``theta`` is D(N, order) (and that it is finite)."""
     D = n_params(N, order)
     if theta.ndim < 1 or theta.shape[-1] != D:
         raise ValueError(
             f"{name} must have shape (..., D) with D={D} for N={N}, order={order}; got shape {tuple(theta.shape)}"
         )
-    if theta.is_floating_point() and not bool(torch.isfinite(theta).all()):
+    if check_finite and theta.is_floating_point() and not bool(torch.isfinite(theta).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
@@ -66,7 +66,7 @@ def as_tensor(
     if isinstance(x, torch.Tensor):
         return x.to(dtype=dtype or x.dtype, device=device or x.device)
     arr = np.asarray(x)
-    t = torch.from_numpy(np.ascontiguousarray(arr))
+    t = torch.from_numpy(np.ascontiguousarray(arr) if arr.ndim else arr.copy())
     if dtype is None and t.is_floating_point():
         dtype = torch.get_default_dtype() if t.dtype != torch.float64 else torch.float64
     return t.to(dtype=dtype or t.dtype, device=device)

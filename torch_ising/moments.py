@@ -182,7 +182,7 @@ def _flatten(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
 
 def _prepare(theta: torch.Tensor, N: int, order: int) -> tuple[int, int]:
     N, order = check_N_order(N, order)
-    check_theta(theta, N, order)
+    check_theta(theta, N, order, check_finite=not _tracks_grad(theta))
     return N, order
 
 

@@ -1,0 +1,40 @@
+"""State-space (time-varying) Ising model: a functional core and its module.
+
+* :mod:`.filter` - the Laplace filter (MODEL.md 3.1)
+* :mod:`.smoother` - the smoother with lag-one covariances (3.2)
+* :mod:`.mstep` - the M-step for mu, Q (four forms), F and U (3.3)
+* :mod:`.marginal` - the Laplace log marginal likelihood (3.4)
+* :mod:`.em` - the EM loop with SQUAREM acceleration or the published rule (3.5)
+* :mod:`.model` - :func:`fit` and :class:`StateSpaceIsing`
+"""
+
+from .em import EStep, e_step, run_em
+from .filter import laplace_filter
+from .marginal import log_marginal
+from .model import OBSERVATION_MODELS, StateSpaceIsing, fit
+from .mstep import Q_FORMS, m_step
+from .observation import ExactIsing, ObservationModel, autograd_value_grad_hess
+from .records import FilterResult, SmootherResult, StateSpaceParams
+from .result import StateSpaceResult
+from .smoother import smoother
+
+__all__ = [
+    "fit",
+    "StateSpaceIsing",
+    "StateSpaceResult",
+    "StateSpaceParams",
+    "FilterResult",
+    "SmootherResult",
+    "EStep",
+    "ObservationModel",
+    "ExactIsing",
+    "OBSERVATION_MODELS",
+    "Q_FORMS",
+    "autograd_value_grad_hess",
+    "laplace_filter",
+    "smoother",
+    "m_step",
+    "log_marginal",
+    "e_step",
+    "run_em",
+]

@@ -1,0 +1,352 @@
+"""The EM loop: E-step, M-step, marginal likelihood, and two stopping schemes.
+
+* ``stop="converged"`` (default): the EM map is accelerated by SQUAREM
+  (Varadhan & Roland 2008, scheme S3). One cycle takes two EM steps from
+  x_0, x_1 = M(x_0), x_2 = M(x_1), sets r = x_1 - x_0, v = x_2 - 2 x_1 + x_0,
+  alpha = -|r| / |v| (at most -1) and jumps to x' = x_0 - 2 alpha r + alpha^2 v.
+  The jump is kept only when it does not lower the marginal likelihood l;
+  otherwise the cycle falls back to x_2. Hyperparameters are extrapolated in an
+  unconstrained coordinate system (log variances, a Cholesky factor for a full
+  Q), so Q stays positive definite. The loop stops at the fixed point: when
+  the largest change of one plain EM step in those coordinates is below ``tol``.
+* ``stop="ssll"``: the published rule (MODEL.md 3.5): plain EM, l computed once
+  from the initial state, then after every iteration; stop when
+  (l_prev - l) / l_prev < 1e-4 or after ``max_iter`` iterations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+from .direct import bfgs_maximise, mll_with_grad
+from .filter import laplace_filter
+from .marginal import log_marginal
+from .mstep import m_step
+from .observation import ObservationModel
+from .records import FilterResult, SmootherResult, StateSpaceParams
+from .smoother import smoother
+
+__all__ = ["EStep", "e_step", "run_em", "EMOptions", "EMOutcome", "SSLL_TOL"]
+
+#: the published library's relative stopping tolerance
+SSLL_TOL = 1e-4
+
+#: "converged": Anderson-accelerated EM to its fixed point (default); "em": plain EM to
+#: the fixed point; "ssll": the published rule; "mll": maximise the Laplace l directly.
+STOP_RULES = ("converged", "em", "ssll", "mll")
+
+
+class EStep(NamedTuple):
+    """One E-step: filter, smoother and the marginal likelihood l (B,)."""
+
+    filt: FilterResult
+    smooth: SmootherResult
+    mll: torch.Tensor
+
+
+class EMOptions(NamedTuple):
+    """Settings of the EM loop (see :func:`run_em`)."""
+
+    q_form: str = "scalar"
+    learn_F: bool = False
+    learn_Q: bool = True
+    mstep: bool = True
+    stop: str = "converged"
+    max_iter: int = 1000
+    tol: float = 1e-5
+    newton_tol: float = 1e-8
+    N: int = 1
+    depth: int = 5
+
+
+class EMOutcome(NamedTuple):
+    """Result of :func:`run_em`."""
+
+    params: StateSpaceParams
+    estep: EStep
+    mll_list: list[list[float]]
+    iterations: int
+    e_steps: int
+    converged: torch.Tensor
+
+
+def e_step(
+    obs: ObservationModel,
+    params: StateSpaceParams,
+    *,
+    u: torch.Tensor | None = None,
+    theta_init: torch.Tensor | None = None,
+    newton_tol: float = 1e-8,
+) -> EStep:
+    """Filter, smoother and Laplace marginal likelihood for the given hyperparameters."""
+    with torch.no_grad():
+        filt = laplace_filter(obs, params, u=u, theta_init=theta_init, tol=newton_tol)
+        smooth = smoother(filt, params)
+        return EStep(filt, smooth, log_marginal(obs, filt))
+
+
+# --------------------------------------------------------------------------- coordinates
+
+
+class _Coords:
+    """Map hyperparameters to an unconstrained vector per data set and back."""
+
+    def __init__(self, template: StateSpaceParams, opts: EMOptions, diagonal: bool) -> None:
+        self.t = template
+        self.opts = opts
+        self.diagonal = diagonal
+        self.D = template.mu.shape[-1]
+
+    def _q_index(self) -> list[slice]:
+        """Blocks of diagonal entries of Q that share one variance."""
+        D, N = self.D, self.opts.N
+        form = self.opts.q_form
+        if form == "scalar":
+            return [slice(0, D)]
+        if form == "two":
+            return [slice(0, N), slice(N, D)] if D > N else [slice(0, D)]
+        return [slice(d, d + 1) for d in range(D)]
+
+    def to_vec(self, p: StateSpaceParams) -> torch.Tensor:
+        parts = [p.mu]
+        if self.opts.learn_Q:
+            Q = p.Q
+            if not self.diagonal and self.opts.q_form == "full":
+                L = torch.linalg.cholesky(Q)
+                il = torch.tril_indices(self.D, self.D, -1, device=Q.device)
+                parts += [torch.diagonal(L, dim1=-2, dim2=-1).log(), L[:, il[0], il[1]]]
+            else:
+                d = Q if self.diagonal else torch.diagonal(Q, dim1=-2, dim2=-1)
+                if self.opts.q_form == "diag":
+                    parts.append(d.log())
+                else:
+                    parts.append(torch.stack([d[:, s].mean(-1).log() for s in self._q_index()], dim=-1))
+        if self.opts.learn_F:
+            parts.append(p.F.reshape(p.F.shape[0], -1))
+        if p.U is not None:
+            parts.append(p.U.reshape(p.U.shape[0], -1))
+        return torch.cat(parts, dim=-1)
+
+    def from_vec(self, x: torch.Tensor) -> StateSpaceParams:
+        D, t = self.D, self.t
+        B = x.shape[0]
+        i = D
+        mu = x[:, :D]
+        Q = t.Q
+        if self.opts.learn_Q:
+            if not self.diagonal and self.opts.q_form == "full":
+                il = torch.tril_indices(D, D, -1, device=x.device)
+                L = torch.diag_embed(x[:, i : i + D].exp())
+                i += D
+                n = il.shape[1]
+                L[:, il[0], il[1]] = x[:, i : i + n]
+                i += n
+                Q = L @ L.transpose(-1, -2)
+            else:
+                if self.opts.q_form == "diag":
+                    d = x[:, i : i + D].exp()
+                    i += D
+                else:
+                    blocks = self._q_index()
+                    logs = x[:, i : i + len(blocks)]
+                    i += len(blocks)
+                    d = torch.cat(
+                        [logs[:, k : k + 1].exp().expand(B, s.stop - s.start) for k, s in enumerate(blocks)], -1
+                    )
+                Q = d if self.diagonal else torch.diag_embed(d)
+        F = t.F
+        if self.opts.learn_F:
+            F = x[:, i : i + D * D].reshape(B, D, D)
+            i += D * D
+        U = t.U
+        if U is not None:
+            n = U.shape[1] * U.shape[2]
+            U = x[:, i : i + n].reshape(U.shape)
+        return StateSpaceParams(mu, t.Sigma, Q, F, U)
+
+
+# --------------------------------------------------------------------------- loop
+
+
+def _select(mask: torch.Tensor, a: EStep, b: EStep) -> EStep:
+    """Per data set, the E-step ``a`` where ``mask`` holds, else ``b``."""
+
+    def pick(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask.view(-1, *([1] * (x.ndim - 1))), x, y)
+
+    filt = type(a.filt)(*(pick(x, y) if isinstance(x, torch.Tensor) else x for x, y in zip(a.filt, b.filt)))
+    smooth = type(a.smooth)(*(pick(x, y) for x, y in zip(a.smooth, b.smooth)))
+    return EStep(filt, smooth, pick(a.mll, b.mll))
+
+
+def run_em(
+    obs: ObservationModel,
+    params: StateSpaceParams,
+    opts: EMOptions,
+    *,
+    u: torch.Tensor | None = None,
+    theta_init: torch.Tensor | None = None,
+    callback: Callable[[int, StateSpaceParams, torch.Tensor], None] | None = None,
+    progress: Callable[[int, torch.Tensor], None] | None = None,
+) -> EMOutcome:
+    """Run EM from ``params`` until the stopping rule of ``opts.stop`` holds.
+
+    Args:
+        obs: observation model (batched over B data sets).
+        params: initial hyperparameters.
+        opts: :class:`EMOptions`.
+        u: exogenous input (B, T, n_u) or None.
+        theta_init: starting points of the first E-step's mode searches.
+        callback: called as ``callback(iteration, params, mll)`` after each iteration.
+        progress: called as ``progress(iteration, mll)`` after each iteration.
+
+    Returns:
+        :class:`EMOutcome` with the final hyperparameters, the E-step at them,
+        l per iteration for every data set, and the number of E-steps.
+    """
+    diagonal = obs.diagonal
+
+    def M(es: EStep, p: StateSpaceParams) -> StateSpaceParams:
+        return m_step(es.smooth, p, q_form=opts.q_form, N=opts.N, learn_F=opts.learn_F, u=u, learn_Q=opts.learn_Q)
+
+    n_e = 0
+
+    def E(p: StateSpaceParams, init: torch.Tensor | None) -> EStep:
+        nonlocal n_e
+        n_e += 1
+        return e_step(obs, p, u=u, theta_init=init, newton_tol=opts.newton_tol)
+
+    es = E(params, theta_init)
+    history = [es.mll.tolist()]
+    B = es.mll.shape[0]
+    converged = torch.zeros(B, dtype=torch.bool, device=es.mll.device)
+    if not opts.mstep:
+        return EMOutcome(params, es, history, 0, n_e, torch.ones_like(converged))
+    it = 0
+
+    def report(p: StateSpaceParams, mll: torch.Tensor) -> None:
+        history.append(mll.tolist())
+        k = len(history) - 1
+        if callback is not None:
+            callback(k, p, mll)
+        if progress is not None:
+            progress(k, mll)
+
+    if opts.stop == "ssll":
+        while it < opts.max_iter:
+            it += 1
+            new_p = M(es, params)
+            new_es = E(new_p, es.smooth.theta_s)
+            ratio = (es.mll - new_es.mll) / es.mll
+            params, es = new_p, new_es
+            report(params, es.mll)
+            if bool((ratio < SSLL_TOL).all()):
+                converged[:] = True
+                break
+        return EMOutcome(params, es, history, it, n_e, converged)
+    if opts.stop not in STOP_RULES:
+        raise ValueError(f"stop must be one of {STOP_RULES}, got {opts.stop!r}")
+
+    coords = _Coords(params, opts, diagonal)
+    x0 = coords.to_vec(params)
+    if opts.stop == "mll":
+        x0, es, converged = _maximise_mll(obs, es, x0, coords, opts, u, M, E, report)
+        it = len(history) - 1
+    elif opts.stop == "em":
+        x0, es, converged, it = _anderson(es, x0, coords, opts._replace(depth=0), M, E, report)
+    else:
+        x0, es, converged, it = _anderson(es, x0, coords, opts, M, E, report)
+    final = coords.from_vec(x0)
+    if not math.isfinite(float(es.mll.sum())):
+        raise FloatingPointError("the marginal likelihood became non-finite during EM")
+    return EMOutcome(final, es, history, it, n_e, converged)
+
+
+def _anderson(es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOptions, M, E, report):
+    """Anderson-accelerated EM (type II, depth ``opts.depth``) to the fixed point x = EM(x).
+
+    With residuals f_k = EM(x_k) - x_k and the differences dF, dG of the last
+    residuals and EM images, gamma = argmin |f_k - dF gamma| and
+    x_{k+1} = EM(x_k) - dG gamma. A step that lowers l by more than round-off
+    is replaced by the plain EM step and the history is cleared. The loop
+    stops when max |f_k| < tol for every data set.
+    """
+    B = x0.shape[0]
+    converged = torch.zeros(B, dtype=torch.bool, device=x0.device)
+    dF: list[torch.Tensor] = []
+    dG: list[torch.Tensor] = []
+    f_prev = g_prev = None
+    it = 0
+    while it < opts.max_iter:
+        g = coords.to_vec(M(es, coords.from_vec(x0)))
+        f = g - x0
+        converged = f.abs().amax(-1) < opts.tol
+        if bool(converged.all()):
+            break
+        if f_prev is not None and opts.depth > 0:
+            dF.append(f - f_prev)
+            dG.append(g - g_prev)
+            if len(dF) > opts.depth:
+                dF.pop(0)
+                dG.pop(0)
+        f_prev, g_prev = f, g
+        x_new = g
+        if dF:
+            Fm = torch.stack(dF, dim=-1)  # (B, K, m)
+            Gm = torch.stack(dG, dim=-1)
+            A = Fm.transpose(-1, -2) @ Fm
+            reg = 1e-10 * torch.diagonal(A, dim1=-2, dim2=-1).amax(-1).clamp_min(1e-300)
+            A = A + reg[:, None, None] * torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+            gamma = torch.linalg.solve(A, (Fm.transpose(-1, -2) @ f.unsqueeze(-1))).squeeze(-1)
+            x_aa = g - (Gm @ gamma.unsqueeze(-1)).squeeze(-1)
+            x_new = torch.where(torch.isfinite(x_aa).all(-1, keepdim=True), x_aa, g)
+        x_new = torch.where(converged[:, None], x0, x_new)
+        it += 1
+        try:
+            es_new = E(coords.from_vec(x_new), es.smooth.theta_s)
+            worse = ~torch.isfinite(es_new.mll) | (es_new.mll < es.mll - 1e-9 * es.mll.abs())
+        except (torch.linalg.LinAlgError, RuntimeError):
+            es_new, worse = None, torch.ones_like(converged)
+        if bool(worse.any()) and dF:
+            # safeguard: plain EM step where the extrapolation lowered l; restart the history
+            es_g = E(coords.from_vec(g), es.smooth.theta_s)
+            x_new = torch.where(worse[:, None], g, x_new)
+            es_new = es_g if es_new is None else _select(worse, es_g, es_new)
+            dF.clear()
+            dG.clear()
+            f_prev = g_prev = None
+        x0, es = x_new, es_new
+        report(coords.from_vec(x0), es.mll)
+    return x0, es, converged, it
+
+
+def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOptions, u, M, E, report):
+    """Maximise the Laplace l itself over the hyperparameters (batched BFGS, autograd gradient)."""
+    if obs.diagonal:
+        raise ValueError("stop='mll' needs full covariances (method='exact')")
+    direction0 = coords.to_vec(M(es, coords.from_vec(x0))) - x0
+    cache = {"theta": es.smooth.theta_s}
+
+    def fun(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = coords.from_vec(x)
+        filt = laplace_filter(obs, p, u=u, theta_init=cache["theta"], tol=opts.newton_tol)
+        xg = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            val = mll_with_grad(obs, coords.from_vec(xg), filt.theta_f, u=u)
+            (grad,) = torch.autograd.grad(val.sum(), xg)
+        cache["theta"] = filt.theta_f
+        return val.detach(), grad
+
+    x0, _, converged, _ = bfgs_maximise(
+        fun,
+        x0,
+        tol=opts.tol,
+        max_eval=opts.max_iter,
+        direction0=direction0,
+        on_eval=lambda x, f: report(coords.from_vec(x), f),
+    )
+    return x0, E(coords.from_vec(x0), cache["theta"]), converged

@@ -1,0 +1,117 @@
+"""E-step, forward pass: the Laplace filter (MODEL.md 3.1).
+
+Prediction:
+
+    theta_{1|0} = mu,                         W_{1|0} = Sigma
+    theta_{t|t-1} = F theta_{t-1|t-1} + U u_t, W_{t|t-1} = F W_{t-1|t-1} F^T + Q
+
+Update: theta_{t|t} is the mode of
+
+    L_t(theta) = log p(y_t | theta) - 1/2 (theta - theta_{t|t-1})^T W_{t|t-1}^{-1} (theta - theta_{t|t-1}),
+
+found by damped Newton (:func:`torch_ising.newton.newton_ascent`), and
+W_{t|t} = (-hess L_t(theta_{t|t}))^{-1} = (R G(theta_{t|t}) + W_{t|t-1}^{-1})^{-1}.
+The recursion is sequential in t; every step is batched over data sets (B).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..newton import newton_ascent
+from .observation import ObservationModel
+from .records import FilterResult, StateSpaceParams
+
+__all__ = ["laplace_filter", "predict"]
+
+
+def _sym(W: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (W + W.transpose(-1, -2))
+
+
+def _spd_inverse(W: torch.Tensor) -> torch.Tensor:
+    """Inverse of a batch of symmetric positive-definite matrices by Cholesky."""
+    return _sym(torch.cholesky_inverse(torch.linalg.cholesky(W)))
+
+
+def predict(
+    theta_prev: torch.Tensor,
+    W_prev: torch.Tensor,
+    params: StateSpaceParams,
+    u_t: torch.Tensor | None,
+    diagonal: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One prediction step: (F theta + U u_t, F W F^T + Q)."""
+    F, Q = params.F, params.Q
+    if diagonal:
+        theta_p = F * theta_prev
+        W_p = F * W_prev * F + Q
+    else:
+        theta_p = (F @ theta_prev.unsqueeze(-1)).squeeze(-1)
+        W_p = _sym(F @ W_prev @ F.transpose(-1, -2) + Q)
+    if params.U is not None and u_t is not None:
+        theta_p = theta_p + (params.U @ u_t.unsqueeze(-1)).squeeze(-1)
+    return theta_p, W_p
+
+
+def laplace_filter(
+    obs: ObservationModel,
+    params: StateSpaceParams,
+    *,
+    u: torch.Tensor | None = None,
+    theta_init: torch.Tensor | None = None,
+    tol: float = 1e-8,
+    max_newton: int = 100,
+) -> FilterResult:
+    """Run the Laplace filter over all T bins, batched over data sets.
+
+    Args:
+        obs: the observation model (exact Ising or any differentiable likelihood).
+        params: hyperparameters (mu, Sigma, Q, F, U), each with a leading B.
+        u: exogenous input, shape (B, T, n_u), or None.
+        theta_init: starting points of the mode searches, shape (B, T, D)
+            (e.g. the previous EM iteration's smoothed means); by default each
+            search starts at the prediction theta_{t|t-1}.
+        tol: Newton stops when max |grad L_t| / R < tol.
+        max_newton: most Newton iterations per bin.
+
+    Returns:
+        :class:`FilterResult`.
+    """
+    B, T, D = obs.B, obs.T, obs.D
+    diagonal = obs.diagonal
+    ref = params.mu
+    cov_shape = (B, T, D) if diagonal else (B, T, D, D)
+    theta_f = ref.new_empty(B, T, D)
+    theta_p = ref.new_empty(B, T, D)
+    sigma_f = ref.new_empty(cov_shape)
+    sigma_p = ref.new_empty(cov_shape)
+    iters = 0
+    converged = True
+    separate_precision = getattr(obs, "separate_precision", False)
+    for t in range(T):
+        if t == 0:
+            tp, Wp = params.mu, params.Sigma
+        else:
+            tp, Wp = predict(theta_f[:, t - 1], sigma_f[:, t - 1], params, None if u is None else u[:, t], diagonal)
+        P = 1.0 / Wp if diagonal else _spd_inverse(Wp)
+
+        def objective(th: torch.Tensor, t: int = t, tp: torch.Tensor = tp, P: torch.Tensor = P):
+            v, g, H = obs.value_grad_hess(th, t)
+            diff = th - tp
+            Pd = P * diff if diagonal else (P @ diff.unsqueeze(-1)).squeeze(-1)
+            return v - 0.5 * (diff * Pd).sum(-1), g - Pd, H - P
+
+        x0 = tp if theta_init is None else theta_init[:, t]
+        res = newton_ascent(objective, x0, tol=tol, scale=obs.R, max_iter=max_newton)
+        iters += res.iterations
+        converged = converged and res.converged
+        theta_f[:, t] = res.x
+        theta_p[:, t] = tp
+        sigma_p[:, t] = Wp
+        if separate_precision:
+            prec = obs.precision(res.x, t) + P
+        else:
+            prec = -res.hess
+        sigma_f[:, t] = 1.0 / prec if diagonal else _spd_inverse(prec)
+    return FilterResult(theta_f, sigma_f, theta_p, sigma_p, iters, converged)

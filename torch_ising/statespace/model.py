@@ -1,0 +1,370 @@
+"""The public state-space API: :func:`fit` and :class:`StateSpaceIsing`.
+
+The model (MODEL.md section 3):
+
+    theta_1 ~ Normal(theta_o, sigma_o I),  theta_t = F theta_{t-1} + U u_t + xi_t,  xi_t ~ Normal(0, Q),
+    log p(y_t | theta_t) = R [ y_t . theta_t - psi(theta_t) ].
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._threads import threads_for
+from .._validation import as_tensor, check_N_order, check_positive_int, check_spikes, n_params
+from ..basis import rebin, sufficient_stats
+from ..moments import check_memory
+from .em import STOP_RULES, EMOptions, run_em
+from .observation import ExactIsing, ObservationModel
+from .records import StateSpaceParams
+from .result import StateSpaceResult
+
+__all__ = ["fit", "StateSpaceIsing", "OBSERVATION_MODELS", "resolve_device"]
+
+
+def _exact_observation(y: torch.Tensor, R: int, N: int, order: int, spikes: torch.Tensor, **_: Any) -> ObservationModel:
+    check_memory(N, 1, y.dtype, y.device)
+    return ExactIsing(y, R, N, order)
+
+
+#: Registry of observation models: method -> builder(y (B,T,D), R, N, order, spikes (B,T,R,N), **opts).
+OBSERVATION_MODELS: dict[str, Callable[..., ObservationModel]] = {"exact": _exact_observation}
+
+
+def resolve_device(device: torch.device | str | None, fallback: torch.device) -> torch.device:
+    """None -> ``fallback``; "auto" -> cuda when available, else cpu; explicit cuda without a GPU -> error."""
+    if device is None:
+        return fallback
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was requested but no CUDA GPU is available; use device='cpu' or 'auto'")
+    return dev
+
+
+class _Progress:
+    """A one-line progress bar on stderr: EM iteration and l."""
+
+    def __init__(self, enabled: bool, max_iter: int) -> None:
+        self.enabled = enabled
+        self.max_iter = max_iter
+        self.t0 = time.perf_counter()
+
+    def __call__(self, it: int, mll: torch.Tensor) -> None:
+        if not self.enabled:
+            return
+        frac = min(1.0, it / max(self.max_iter, 1))
+        bar = "#" * int(20 * frac)
+        val = float(mll.sum()) if mll.numel() > 1 else float(mll)
+        sys.stderr.write(f"\rEM [{bar:<20}] iter {it:4d}  mll {val: .6f}  {time.perf_counter() - self.t0:6.1f}s")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _parse_state_cov(state_cov: Any, D: int, N: int, B: int, T: int, dtype, device) -> tuple[str, torch.Tensor, bool]:
+    """Return (q_form, Q0 (B, D, D), learn_Q)."""
+    eye = torch.eye(D, dtype=dtype, device=device)
+    if state_cov is None or (np.ndim(state_cov) == 0 and float(state_cov) == 0.0):
+        if T > 1:
+            raise ValueError("state_cov=None/0 (no state noise) is only allowed with T = 1 or stationary=True")
+        return "scalar", (0.01 * eye).expand(B, D, D).clone(), False
+    q = as_tensor(state_cov, dtype=dtype, device=device)
+    if not bool(torch.isfinite(q).all()):
+        raise ValueError("state_cov contains NaN or infinite values")
+    if q.ndim == 0:
+        if q <= 0:
+            raise ValueError(f"state_cov must be > 0, got {float(q)}")
+        return "scalar", (q * eye).expand(B, D, D).clone(), T > 1
+    if q.ndim == 1 and q.shape[0] == 2 and D != 2:
+        if bool((q <= 0).any()):
+            raise ValueError(f"state_cov [q1, q2] must be positive, got {q.tolist()}")
+        d = torch.cat([q[0].expand(N), q[1].expand(D - N)])
+        return "two", torch.diag_embed(d).expand(B, D, D).clone(), T > 1
+    if q.ndim == 1:
+        if q.shape[0] != D:
+            raise ValueError(f"state_cov as a vector must have length D={D} (or 2 for [q1, q2]); got {q.shape[0]}")
+        if bool((q <= 0).any()):
+            raise ValueError("state_cov entries must all be > 0")
+        return "diag", torch.diag_embed(q).expand(B, D, D).clone(), T > 1
+    if q.ndim == 2:
+        if q.shape != (D, D):
+            raise ValueError(f"state_cov as a matrix must have shape (D, D) = ({D}, {D}); got {tuple(q.shape)}")
+        if not torch.allclose(q, q.T, atol=1e-12, rtol=1e-10):
+            raise ValueError("state_cov must be symmetric")
+        if torch.linalg.cholesky_ex(q).info != 0:
+            raise ValueError("state_cov must be positive definite")
+        return "full", q.expand(B, D, D).clone(), T > 1
+    raise ValueError(
+        f"state_cov must be a scalar, a length-D vector, [q1, q2] or a (D, D) matrix; got {tuple(q.shape)}"
+    )
+
+
+def _parse_state_ar(state_ar: Any, D: int, B: int, dtype, device) -> tuple[torch.Tensor, bool]:
+    eye = torch.eye(D, dtype=dtype, device=device)
+    if state_ar is None:
+        return eye.expand(B, D, D).clone(), False
+    F = as_tensor(state_ar, dtype=dtype, device=device)
+    if F.ndim == 0:
+        return (F * eye).expand(B, D, D).clone(), True
+    if F.shape != (D, D):
+        raise ValueError(f"state_ar must be a scalar or a (D, D) = ({D}, {D}) matrix; got {tuple(F.shape)}")
+    return F.expand(B, D, D).clone(), True
+
+
+def _parse_prior(theta_o: Any, sigma_o: Any, D: int, B: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    mu = as_tensor(theta_o, dtype=dtype, device=device)
+    if mu.ndim == 0:
+        mu = mu.expand(D)
+    if mu.shape != (D,):
+        raise ValueError(f"theta_o must be a scalar or have shape (D,) = ({D},); got {tuple(mu.shape)}")
+    s = as_tensor(sigma_o, dtype=dtype, device=device)
+    if s.ndim == 0:
+        if not float(s) > 0:
+            raise ValueError(f"sigma_o must be > 0, got {float(s)}")
+        S = s * torch.eye(D, dtype=dtype, device=device)
+    elif s.shape == (D,):
+        if bool((s <= 0).any()):
+            raise ValueError("sigma_o entries must be > 0")
+        S = torch.diag_embed(s)
+    elif s.shape == (D, D):
+        if torch.linalg.cholesky_ex(s).info != 0:
+            raise ValueError("sigma_o must be symmetric positive definite")
+        S = s
+    else:
+        raise ValueError(f"sigma_o must be a scalar, (D,) or (D, D) with D={D}; got {tuple(s.shape)}")
+    return mu.expand(B, D).clone(), S.expand(B, D, D).clone()
+
+
+def fit(
+    spikes: Any,
+    order: int = 2,
+    *,
+    window: int = 1,
+    state_cov: Any = 0.01,
+    state_ar: Any = None,
+    u: Any = None,
+    theta_o: Any = 0.0,
+    sigma_o: Any = 0.1,
+    max_iter: int | None = None,
+    tol: float = 1e-5,
+    stop: str = "converged",
+    stationary: bool = False,
+    mstep: bool = True,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+    progress: bool = True,
+    method: str = "exact",
+    eta_method: str | None = None,
+    newton_tol: float = 1e-8,
+    callback: Callable[[int, StateSpaceParams, torch.Tensor], None] | None = None,
+    init: StateSpaceParams | None = None,
+    method_options: dict[str, Any] | None = None,
+) -> StateSpaceResult:
+    """Fit the state-space Ising model by EM with a Laplace filter and smoother.
+
+    Args:
+        spikes: binary spikes (T_raw, R, N), or (B, T_raw, R, N) for B
+            independent data sets fitted in one batched call; numpy or torch.
+        order: interaction order O.
+        window: re-binning width (T = floor(T_raw / window)).
+        state_cov: initial Q: a scalar q (Q = q I, learned as a scalar), a
+            length-D vector (diagonal), a (D, D) matrix (full), or [q1, q2]
+            (first-order and higher-order blocks). None/0 only with T = 1.
+        state_ar: None (F = I, fixed) or an initial F (scalar or (D, D)), then learned.
+        u: exogenous input (T, n_u) (or (B, T, n_u)); U is learned.
+        theta_o: prior mean of theta_1 (scalar or (D,)); learned as mu.
+        sigma_o: prior covariance of theta_1 (scalar, (D,) or (D, D)); fixed.
+        max_iter: most EM iterations (default 1000; 100 with ``stop="ssll"``).
+        tol: fixed-point tolerance (largest change of one EM step in
+            log-variance / mean coordinates).
+        stop: "converged" (SQUAREM-accelerated EM to the fixed point) or
+            "ssll" (the published stopping rule, MODEL.md 3.5).
+        stationary: pool all bins into one (T = 1) and fit a MAP estimate.
+        mstep: False keeps the hyperparameters fixed (E-step only).
+        device: "cpu", "cuda", "auto" or None (the device of ``spikes``).
+        dtype: torch.float64 (default) or torch.float32.
+        progress: show a progress bar on stderr.
+        method: observation model, "exact" (default) or a registered
+            approximation such as "pseudo".
+        eta_method: approximation of eta/psi for approximate methods.
+        newton_tol: mode-search tolerance, max |grad| / R.
+        callback: ``callback(iteration, params, mll)`` after each EM iteration.
+        init: hyperparameters (a :class:`StateSpaceParams`) to start from,
+            e.g. a checkpoint; overrides theta_o, state_cov and state_ar values.
+        method_options: extra keyword arguments for the observation model.
+
+    Returns:
+        :class:`StateSpaceResult`.
+    """
+    t_start = time.perf_counter()
+    if dtype not in (torch.float64, torch.float32):
+        raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
+    x = check_spikes(spikes, (3, 4))
+    batched = x.ndim == 4
+    if not batched:
+        x = x.unsqueeze(0)
+    dev = resolve_device(device, x.device)
+    x = x.to(dev)
+    B, T_raw, R, N = x.shape
+    N, order = check_N_order(N, order)
+    window = check_positive_int(window, "window")
+    D = n_params(N, order)
+    x = torch.stack([rebin(x[b], window) for b in range(B)]) if window > 1 else x
+    T = x.shape[1]
+    y = sufficient_stats(x.reshape(B * T, R, N), order, dtype=dtype).reshape(B, T, D)
+    R_eff = R
+    if stationary and T > 1:
+        y = y.mean(1, keepdim=True)
+        R_eff = R * T
+        x = x.reshape(B, 1, T * R, N)
+        T = 1
+
+    if u is not None:
+        if stationary:
+            raise ValueError("u (exogenous input) cannot be combined with stationary=True")
+        ut = as_tensor(u, dtype=dtype, device=dev)
+        if ut.ndim == 1:
+            ut = ut[:, None]
+        if ut.ndim == 2:
+            ut = ut.expand(B, *ut.shape)
+        if ut.ndim != 3 or ut.shape[1] != T or ut.shape[0] != B:
+            raise ValueError(f"u must have shape (T, n_u) with T={T} rows (after re-binning); got {tuple(ut.shape)}")
+        u_t: torch.Tensor | None = ut
+    else:
+        u_t = None
+
+    q_form, Q0, learn_Q = _parse_state_cov(state_cov, D, N, B, T, dtype, dev)
+    F0, learn_F = _parse_state_ar(state_ar, D, B, dtype, dev)
+    if T == 1:
+        learn_F = False
+    mu0, Sigma0 = _parse_prior(theta_o, sigma_o, D, B, dtype, dev)
+    U0 = None if u_t is None else torch.zeros(B, D, u_t.shape[-1], dtype=dtype, device=dev)
+    params = StateSpaceParams(mu0, Sigma0, Q0, F0, U0)
+    if init is not None:
+        params = StateSpaceParams(*(None if v is None else v.to(device=dev, dtype=dtype) for v in init))
+
+    if method not in OBSERVATION_MODELS:
+        raise ValueError(f"method must be one of {sorted(OBSERVATION_MODELS)}, got {method!r}")
+    opts_m = dict(method_options or {})
+    if eta_method is not None:
+        opts_m["eta_method"] = eta_method
+    obs = OBSERVATION_MODELS[method](y, R_eff, N, order, x, **opts_m)
+    if obs.diagonal:
+        params = _diagonalise(params, learn_F)
+
+    if max_iter is None:
+        max_iter = 100 if stop == "ssll" else 1000
+    if stop not in STOP_RULES:
+        raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
+    opts = EMOptions(
+        q_form=q_form,
+        learn_F=learn_F,
+        learn_Q=learn_Q,
+        mstep=mstep,
+        stop=stop,
+        max_iter=int(max_iter),
+        tol=tol,
+        newton_tol=newton_tol,
+        N=N,
+    )
+    bar = _Progress(progress, opts.max_iter)
+    try:
+        with threads_for(B * 2 ** min(N, 62) if method == "exact" else B * T * R * N, D, dev):
+            out = run_em(obs, params, opts, u=u_t, callback=callback, progress=bar)
+    finally:
+        bar.close()
+    es = out.estep
+    theta_s = es.smooth.theta_s
+    with torch.no_grad():
+        eta_s = obs.expectation(theta_s)
+    mll_hist = [list(r) for r in zip(*out.mll_list)]  # per data set
+    sq = (lambda v: v) if batched else (lambda v: None if v is None else v[0])
+    p = out.params
+    return StateSpaceResult(
+        theta_s=sq(theta_s),
+        sigma_s=sq(es.smooth.sigma_s),
+        eta_s=sq(eta_s),
+        theta_f=sq(es.filt.theta_f),
+        sigma_f=sq(es.filt.sigma_f),
+        mll=es.mll if batched else float(es.mll[0]),
+        mll_list=mll_hist if batched else mll_hist[0],
+        N=N,
+        D=D,
+        T=T,
+        R=R_eff,
+        order=order,
+        Q=sq(p.Q),
+        F=sq(p.F),
+        U=sq(p.U),
+        mu=sq(p.mu),
+        Sigma=sq(p.Sigma),
+        y=sq(y),
+        iterations=out.iterations,
+        e_steps=out.e_steps,
+        converged=out.converged if batched else bool(out.converged[0]),
+        window=window,
+        method=method,
+        stop=stop,
+        q_form=q_form,
+        wall_time=time.perf_counter() - t_start,
+    )
+
+
+def _diagonalise(p: StateSpaceParams, learn_F: bool) -> StateSpaceParams:
+    if learn_F:
+        raise ValueError("state_ar (a learned F) needs full covariances; approximate methods assume F = I")
+
+    def d(M: torch.Tensor) -> torch.Tensor:
+        return torch.diagonal(M, dim1=-2, dim2=-1).clone() if M.ndim == 3 else M
+
+    return StateSpaceParams(p.mu, d(p.Sigma), d(p.Q), d(p.F), p.U)
+
+
+class StateSpaceIsing(nn.Module):
+    """The time-varying Ising model as a module owning its hyperparameters.
+
+    The constructor takes the keyword arguments of :func:`fit`; :meth:`fit`
+    runs EM on data and stores the learned hyperparameters (``mu``, ``Q``,
+    ``F``, ``U``) as buffers, so a later ``fit`` on new data starts from them
+    (``warm_start=True``).
+
+    Example:
+        >>> model = StateSpaceIsing(order=2, state_cov=0.01)
+        >>> result = model.fit(spikes)
+        >>> result.theta_s.shape   # (T, D)
+    """
+
+    def __init__(self, order: int = 2, **fit_kwargs: Any) -> None:
+        super().__init__()
+        self.order = int(order)
+        self.fit_kwargs = fit_kwargs
+        self.result: StateSpaceResult | None = None
+        self.register_buffer("mu", None)
+        self.register_buffer("Q", None)
+        self.register_buffer("F", None)
+        self.register_buffer("U", None)
+
+    def fit(self, spikes: Any, warm_start: bool = False, **overrides: Any) -> StateSpaceResult:
+        """Fit to ``spikes`` (T_raw, R, N) and return the :class:`StateSpaceResult`."""
+        kwargs = {**self.fit_kwargs, **overrides}
+        if warm_start and self.result is not None:
+            kwargs["init"] = self.result.params
+        res = fit(spikes, self.order, **kwargs)
+        self.result = res
+        self.mu, self.Q, self.F, self.U = res.mu, res.Q, res.F, res.U
+        return res
+
+    def forward(self, spikes: Any) -> StateSpaceResult:
+        return self.fit(spikes)

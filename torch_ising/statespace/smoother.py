@@ -1,0 +1,62 @@
+"""E-step, backward pass: the fixed-interval (Rauch-Tung-Striebel) smoother (MODEL.md 3.2).
+
+    A_t = W_{t|t} F^T W_{t+1|t}^{-1}
+    theta_{t|T} = theta_{t|t} + A_t (theta_{t+1|T} - theta_{t+1|t})
+    W_{t|T}     = W_{t|t} + A_t (W_{t+1|T} - W_{t+1|t}) A_t^T
+    Cov(theta_{t+1}, theta_t | all data) = W_{t+1|T} A_t^T            (lag-one covariance)
+
+The gains A_t depend only on the filter and are computed for all t in one
+batched solve; the backward recursion itself is sequential in t.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .records import FilterResult, SmootherResult, StateSpaceParams
+
+__all__ = ["smoother"]
+
+
+def smoother(filt: FilterResult, params: StateSpaceParams) -> SmootherResult:
+    """Smoothed means, covariances, gains and lag-one covariances.
+
+    Args:
+        filt: the filter's output.
+        params: the hyperparameters used by the filter (F is needed).
+
+    Returns:
+        :class:`SmootherResult`.
+    """
+    theta_f, sigma_f, theta_p, sigma_p = filt.theta_f, filt.sigma_f, filt.theta_p, filt.sigma_p
+    B, T, D = theta_f.shape
+    diagonal = sigma_f.ndim == 3
+    theta_s = theta_f.clone()
+    sigma_s = sigma_f.clone()
+    if T == 1:
+        empty = sigma_f[:, :0]
+        return SmootherResult(theta_s, sigma_s, empty, empty)
+    F = params.F
+    if diagonal:
+        gain = sigma_f[:, :-1] * F[:, None] / sigma_p[:, 1:]
+    else:
+        # A_t^T = W_{t+1|t}^{-1} F W_{t|t}  (all matrices symmetric)
+        L = torch.linalg.cholesky(sigma_p[:, 1:])
+        rhs = F[:, None] @ sigma_f[:, :-1]
+        gain = torch.cholesky_solve(rhs, L).transpose(-1, -2)
+    for t in range(T - 2, -1, -1):
+        A = gain[:, t]
+        dm = theta_s[:, t + 1] - theta_p[:, t + 1]
+        dW = sigma_s[:, t + 1] - sigma_p[:, t + 1]
+        if diagonal:
+            theta_s[:, t] = theta_f[:, t] + A * dm
+            sigma_s[:, t] = sigma_f[:, t] + A * dW * A
+        else:
+            theta_s[:, t] = theta_f[:, t] + (A @ dm.unsqueeze(-1)).squeeze(-1)
+            W = sigma_f[:, t] + A @ dW @ A.transpose(-1, -2)
+            sigma_s[:, t] = 0.5 * (W + W.transpose(-1, -2))
+    if diagonal:
+        lag_one = sigma_s[:, 1:] * gain
+    else:
+        lag_one = sigma_s[:, 1:] @ gain.transpose(-1, -2)
+    return SmootherResult(theta_s, sigma_s, gain, lag_one)
