@@ -237,14 +237,22 @@ def run_em(
             progress(k, mll)
 
     if opts.stop == "ssll":
+        # The published loop: E-step, M-step, then l from that E-step's filter with the
+        # new prior mean mu (as the published library computes it); stop when
+        # (l_prev - l) / l_prev < 1e-4.
+        history.clear()
         while it < opts.max_iter:
             it += 1
-            new_p = M(es, params)
-            new_es = E(new_p, es.smooth.theta_s)
-            ratio = (es.mll - new_es.mll) / es.mll
-            params, es = new_p, new_es
-            report(params, es.mll)
-            if bool((ratio < SSLL_TOL).all()):
+            if it > 1:
+                es = E(params, es.smooth.theta_s)
+            params = M(es, params)
+            theta_p = es.filt.theta_p.clone()
+            theta_p[:, 0] = params.mu
+            mll = log_marginal(obs, es.filt._replace(theta_p=theta_p))
+            es = es._replace(mll=mll)
+            prev = torch.tensor(history[-1], dtype=mll.dtype, device=mll.device) if history else None
+            report(params, mll)
+            if prev is not None and bool(((prev - mll) / prev < SSLL_TOL).all()):
                 converged[:] = True
                 break
         return EMOutcome(params, es, history, it, n_e, converged)
