@@ -172,6 +172,17 @@ class _Coords:
 # --------------------------------------------------------------------------- loop
 
 
+def _select_params(mask: torch.Tensor, a: StateSpaceParams, b: StateSpaceParams) -> StateSpaceParams:
+    """Per data set, the hyperparameters ``a`` where ``mask`` holds, else ``b``."""
+
+    def pick(x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None:
+            return None
+        return torch.where(mask.view(-1, *([1] * (x.ndim - 1))), x, y)
+
+    return StateSpaceParams(*(pick(x, y) for x, y in zip(a, b)))
+
+
 def _select(mask: torch.Tensor, a: EStep, b: EStep) -> EStep:
     """Per data set, the E-step ``a`` where ``mask`` holds, else ``b``."""
 
@@ -241,20 +252,21 @@ def run_em(
         # new prior mean mu (as the published library computes it); stop when
         # (l_prev - l) / l_prev < 1e-4.
         history.clear()
-        while it < opts.max_iter:
+        while it < opts.max_iter and not bool(converged.all()):
             it += 1
             if it > 1:
-                es = E(params, es.smooth.theta_s)
-            params = M(es, params)
+                es = _select(converged, es, E(params, es.smooth.theta_s))
+            new_params = M(es, params)
+            params = _select_params(converged, params, new_params)
             theta_p = es.filt.theta_p.clone()
             theta_p[:, 0] = params.mu
             mll = log_marginal(obs, es.filt._replace(theta_p=theta_p))
-            es = es._replace(mll=mll)
+            mll = torch.where(converged, es.mll, mll)
             prev = torch.tensor(history[-1], dtype=mll.dtype, device=mll.device) if history else None
+            es = es._replace(mll=mll)
             report(params, mll)
-            if prev is not None and bool(((prev - mll) / prev < SSLL_TOL).all()):
-                converged[:] = True
-                break
+            if prev is not None:
+                converged = converged | ((prev - mll) / prev < SSLL_TOL)
         return EMOutcome(params, es, history, it, n_e, converged)
     if opts.stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {opts.stop!r}")
@@ -280,8 +292,9 @@ def _anderson(es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOptions, M, 
     With residuals f_k = EM(x_k) - x_k and the differences dF, dG of the last
     residuals and EM images, gamma = argmin |f_k - dF gamma| and
     x_{k+1} = EM(x_k) - dG gamma. A step that lowers l by more than round-off
-    is replaced by the plain EM step and the history is cleared. The loop
-    stops when max |f_k| < tol for every data set.
+    is replaced by the plain EM step and that data set's history is cleared.
+    Every data set has its own history, safeguard and stopping test
+    (max |f_k| < tol), so a batched fit equals separate fits.
     """
     B = x0.shape[0]
     converged = torch.zeros(B, dtype=torch.bool, device=x0.device)
@@ -292,7 +305,7 @@ def _anderson(es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOptions, M, 
     while it < opts.max_iter:
         g = coords.to_vec(M(es, coords.from_vec(x0)))
         f = g - x0
-        converged = f.abs().amax(-1) < opts.tol
+        converged = converged | (f.abs().amax(-1) < opts.tol)
         if bool(converged.all()):
             break
         if f_prev is not None and opts.depth > 0:
@@ -319,15 +332,15 @@ def _anderson(es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOptions, M, 
             worse = ~torch.isfinite(es_new.mll) | (es_new.mll < es.mll - 1e-9 * es.mll.abs())
         except (torch.linalg.LinAlgError, RuntimeError):
             es_new, worse = None, torch.ones_like(converged)
-        if bool(worse.any()) and dF:
-            # safeguard: plain EM step where the extrapolation lowered l; restart the history
+        if bool(worse.any()) and (dF or es_new is None):
+            # safeguard: plain EM step where the extrapolation lowered l; restart that data set's history
             es_g = E(coords.from_vec(g), es.smooth.theta_s)
             x_new = torch.where(worse[:, None], g, x_new)
             es_new = es_g if es_new is None else _select(worse, es_g, es_new)
-            dF.clear()
-            dG.clear()
-            f_prev = g_prev = None
-        x0, es = x_new, es_new
+            keep = (~worse)[:, None].to(x0.dtype)
+            dF[:] = [d * keep for d in dF]
+            dG[:] = [d * keep for d in dG]
+        x0, es = x_new, _select(converged, es, es_new)
         report(coords.from_vec(x0), es.mll)
     return x0, es, converged, it
 

@@ -1,0 +1,122 @@
+"""Parity with the published SSLL library's outputs (tests/data/parity, README there)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.common import PARITY_DIR
+from torch_ising import fit
+
+CASES = [
+    "v1_stationary_N3",
+    "v2_pairwise_N4",
+    "v3_triplet_N3",
+    "v4_diagQ_N4",
+    "v5_fullQ_N4",
+    "v6_autoregF_N4",
+    "v7_firstorder_N3",
+]
+
+
+def load(case):
+    d = np.load(PARITY_DIR / f"{case}.npz")
+    st = json.loads(str(d["settings"]))
+    D = d["theta_true"].shape[1]
+    kw = {}
+    sc = st.get("state_cov")
+    if sc == "diag":
+        kw["state_cov"] = 0.01 * np.ones(D)
+    elif sc == "full":
+        kw["state_cov"] = 0.01 * np.eye(D)
+    elif sc is not None:
+        kw["state_cov"] = sc
+    if st.get("state_ar") == "identity":
+        kw["state_ar"] = np.eye(D)
+    return d, st, kw
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_estep_parity(case):
+    d, st, kw = load(case)
+    r = fit(d["spikes"], st["O"], mstep=False, progress=False, **kw)
+    assert abs(r.mll - float(d["estep__mll"])) <= 1e-4
+    assert np.abs(r.theta_s.numpy() - d["estep__theta_s"]).max() <= 1e-5
+    assert np.abs(r.theta_f.numpy() - d["estep__theta_f"]).max() <= 1e-5
+    assert np.abs(r.sigma_s.numpy() - d["estep__sigma_s"]).max() <= 1e-6
+
+
+COMPARABLE = ["v1_stationary_N3", "v2_pairwise_N4", "v3_triplet_N3", "v4_diagQ_N4", "v7_firstorder_N3"]
+
+
+@pytest.mark.parametrize("case", COMPARABLE)
+def test_tight_parity(case):
+    d, st, kw = load(case)
+    r = fit(d["spikes"], st["O"], progress=False, **kw)
+    assert r.converged
+    assert r.mll >= float(d["tight__mll"]) - 0.01
+    assert np.abs(r.theta_s.numpy() - d["tight__theta_s"]).max() <= 0.02
+
+
+def test_default_fit_reaches_fixed_point_fast_on_v2():
+    d, st, kw = load("v2_pairwise_N4")
+    target = float(d["tight__mll"]) - 0.01
+    first = []
+
+    def cb(k, params, mll):
+        if float(mll[0]) >= target and not first:
+            first.append(k)
+
+    r = fit(d["spikes"], 2, progress=False, callback=cb)
+    assert r.e_steps <= 150 and r.mll >= target
+    assert first and first[0] <= 150
+
+
+def test_full_Q_v5_reaches_published_mll():
+    d, st, kw = load("v5_fullQ_N4")
+    r = fit(d["spikes"], 2, progress=False, max_iter=400, **kw)
+    assert r.mll >= float(d["tight__mll"]) - 0.01
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="v5's published 'tight' fit is plain EM stopped at 3000 iterations, still gaining 7.9e-6 per "
+    "iteration (our plain EM reproduces it to 4e-5 after the same 3000 iterations); the accelerated fit goes "
+    "on towards the fixed point, raising l by 0.016 and moving theta_s by up to 0.19",
+)
+def test_full_Q_v5_theta_s_near_published():
+    d, st, kw = load("v5_fullQ_N4")
+    r = fit(d["spikes"], 2, progress=False, max_iter=400, **kw)
+    assert np.abs(r.theta_s.numpy() - d["tight__theta_s"]).max() <= 0.02
+
+
+def test_learned_F_v6_mll_at_least_published():
+    d, st, kw = load("v6_autoregF_N4")
+    r = fit(d["spikes"], 2, progress=False, max_iter=300, **kw)
+    assert r.mll >= float(d["tight__mll"])
+
+
+SSLL_MATCH = ["v2_pairwise_N4"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        c if c in SSLL_MATCH
+        else pytest.param(
+            c,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the published default run uses its own conjugate-gradient MAP, whose modes are "
+                "inexact: its first l differs from the exact-mode l by up to 0.011 on the same data",
+            ),
+        )
+        for c in CASES
+        if c != "v6_autoregF_N4"
+    ],
+)
+def test_ssll_stopping_rule_matches_default(case):
+    d, st, kw = load(case)
+    r = fit(d["spikes"], st["O"], progress=False, stop="ssll", **kw)
+    assert len(r.mll_list) == int(d["default__iterations"])
+    assert abs(r.mll - float(d["default__mll"])) <= 1e-3
