@@ -138,7 +138,7 @@ def test_recovery_of_generated_thetas():
 
 
 def test_exogenous_input_gain_is_learned():
-    T, N = 40, 3
+    T = 40
     u = np.random.default_rng(0).choice([-1.0, 1.0], size=(T, 1))  # fast input: a random walk cannot follow it
     base = np.array([-1.5, -1.5, -1.5, 0.0, 0.0, 0.0])
     gain = np.array([1.0, -1.0, 0.0, 0.0, 0.0, 0.0])

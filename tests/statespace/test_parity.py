@@ -102,7 +102,8 @@ SSLL_MATCH = ["v2_pairwise_N4"]
 @pytest.mark.parametrize(
     "case",
     [
-        c if c in SSLL_MATCH
+        c
+        if c in SSLL_MATCH
         else pytest.param(
             c,
             marks=pytest.mark.xfail(

@@ -180,7 +180,7 @@ def _select_params(mask: torch.Tensor, a: StateSpaceParams, b: StateSpaceParams)
             return None
         return torch.where(mask.view(-1, *([1] * (x.ndim - 1))), x, y)
 
-    return StateSpaceParams(*(pick(x, y) for x, y in zip(a, b)))
+    return StateSpaceParams(*(pick(x, y) for x, y in zip(a, b, strict=True)))
 
 
 def _select(mask: torch.Tensor, a: EStep, b: EStep) -> EStep:
@@ -189,8 +189,9 @@ def _select(mask: torch.Tensor, a: EStep, b: EStep) -> EStep:
     def pick(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.where(mask.view(-1, *([1] * (x.ndim - 1))), x, y)
 
-    filt = type(a.filt)(*(pick(x, y) if isinstance(x, torch.Tensor) else x for x, y in zip(a.filt, b.filt)))
-    smooth = type(a.smooth)(*(pick(x, y) for x, y in zip(a.smooth, b.smooth)))
+    pairs = zip(a.filt, b.filt, strict=True)
+    filt = type(a.filt)(*(pick(x, y) if isinstance(x, torch.Tensor) else x for x, y in pairs))
+    smooth = type(a.smooth)(*(pick(x, y) for x, y in zip(a.smooth, b.smooth, strict=True)))
     return EStep(filt, smooth, pick(a.mll, b.mll))
 
 

@@ -296,7 +296,7 @@ def fit(
     theta_s = es.smooth.theta_s
     with torch.no_grad():
         eta_s = obs.expectation(theta_s)
-    mll_hist = [list(r) for r in zip(*out.mll_list)]  # per data set
+    mll_hist = [list(r) for r in zip(*out.mll_list, strict=True)]  # per data set
     sq = (lambda v: v) if batched else (lambda v: None if v is None else v[0])
     p = out.params
     return StateSpaceResult(
