@@ -119,6 +119,8 @@ def check_memory(
     """
     device = torch.device(device)
     need = memory_estimate(N, 1, dtype, grad)
+    if need < 2**28:  # a few hundred MB at most: no need to ask the system
+        return need
     avail = _available_bytes(device)
     if need > 0.8 * avail:
         raise ExactMemoryError(
@@ -131,6 +133,8 @@ def check_memory(
 
 def _chunk_size(N: int, batch: int, dtype: torch.dtype, device: torch.device, grad: bool) -> int:
     per_item = check_memory(N, 1, dtype, device, grad)
+    if per_item * batch <= 2**26:
+        return batch
     budget = min(DEFAULT_CHUNK_BYTES, int(0.5 * _available_bytes(device)))
     return max(1, min(batch, budget // max(per_item, 1)))
 
