@@ -50,11 +50,33 @@ COMPARABLE = ["v1_stationary_N3", "v2_pairwise_N4", "v3_triplet_N3", "v4_diagQ_N
 
 
 @pytest.mark.parametrize("case", COMPARABLE)
-def test_tight_parity(case):
+def test_tight_parity_mll(case):
     d, st, kw = load(case)
     r = fit(d["spikes"], st["O"], progress=False, **kw)
     assert r.converged
     assert r.mll >= float(d["tight__mll"]) - 0.01
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        c
+        if c != "v7_firstorder_N3"
+        else pytest.param(
+            c,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="v7's EM fixed point is the boundary Q = 0; there theta_s is 0.0213 from the published "
+                "value, which is plain EM stopped at 3000 iterations with Q = 5.5e-4 still falling "
+                "(l is 0.008 higher at ours)",
+            ),
+        )
+        for c in COMPARABLE
+    ],
+)
+def test_tight_parity_theta_s(case):
+    d, st, kw = load(case)
+    r = fit(d["spikes"], st["O"], progress=False, **kw)
     assert np.abs(r.theta_s.numpy() - d["tight__theta_s"]).max() <= 0.02
 
 
@@ -74,7 +96,8 @@ def test_default_fit_reaches_fixed_point_fast_on_v2():
 
 def test_full_Q_v5_reaches_published_mll():
     d, st, kw = load("v5_fullQ_N4")
-    r = fit(d["spikes"], 2, progress=False, max_iter=400, **kw)
+    r = fit(d["spikes"], 2, progress=False, **kw)
+    assert r.converged
     assert r.mll >= float(d["tight__mll"]) - 0.01
 
 
@@ -82,15 +105,16 @@ def test_full_Q_v5_reaches_published_mll():
     strict=True,
     reason="v5's published 'tight' fit is plain EM stopped at 3000 iterations, still gaining 7.9e-6 per "
     "iteration (our plain EM reproduces it to 4e-5 after the same 3000 iterations); the accelerated fit goes "
-    "on towards the fixed point, raising l by 0.016 and moving theta_s by up to 0.19",
+    "on to the fixed point (233 E-steps), raising l by 0.006 and moving theta_s by up to 0.21",
 )
 def test_full_Q_v5_theta_s_near_published():
     d, st, kw = load("v5_fullQ_N4")
-    r = fit(d["spikes"], 2, progress=False, max_iter=400, **kw)
+    r = fit(d["spikes"], 2, progress=False, **kw)
     assert np.abs(r.theta_s.numpy() - d["tight__theta_s"]).max() <= 0.02
 
 
 def test_learned_F_v6_mll_at_least_published():
+    # the published F update uses the transpose of Cov(theta_t, theta_{t-1}), so only l is comparable
     d, st, kw = load("v6_autoregF_N4")
     r = fit(d["spikes"], 2, progress=False, max_iter=300, **kw)
     assert r.mll >= float(d["tight__mll"])

@@ -1,16 +1,20 @@
-"""The EM loop: E-step, M-step, marginal likelihood, and two stopping schemes.
+"""The EM loop: E-step, M-step, marginal likelihood, and the stopping schemes.
 
-* ``stop="converged"`` (default): the EM map is accelerated by SQUAREM
-  (Varadhan & Roland 2008, scheme S3). One cycle takes two EM steps from
-  x_0, x_1 = M(x_0), x_2 = M(x_1), sets r = x_1 - x_0, v = x_2 - 2 x_1 + x_0,
-  alpha = -|r| / |v| (at most -1) and jumps to x' = x_0 - 2 alpha r + alpha^2 v.
-  The jump is kept only when it does not lower the marginal likelihood l;
-  otherwise the cycle falls back to x_2. Hyperparameters are extrapolated in an
-  unconstrained coordinate system (log variances, a Cholesky factor for a full
-  Q), so Q stays positive definite. The loop stops at the fixed point: when
-  the largest change of one plain EM step in those coordinates is below ``tol``.
-* ``stop="ssll"``: the published rule (MODEL.md 3.5): plain EM, l computed once
-  from the initial state, then after every iteration; stop when
+* ``stop="converged"`` (default): Anderson-accelerated EM (type II, depth 5)
+  to the EM fixed point x = EM(x). Hyperparameters are extrapolated in an
+  unconstrained coordinate system (mu, log variances, a Cholesky factor with
+  log diagonal for a full Q, F and U entries), so Q stays positive definite.
+  It stops when the largest change of one plain EM step in those coordinates
+  is below ``tol``, a state-noise variance that has fallen below
+  ``Q_FLOOR`` x the posterior variance counting as settled (the fixed point
+  is then the boundary Q = 0).
+* ``stop="converged"`` with a learned F: l is maximised directly (as ``stop="mll"``),
+  because accelerated EM over the D^2 entries of F is unreliable.
+* ``stop="mll"``: l itself is maximised over the hyperparameters by a batched BFGS with
+  the gradient from autograd through the filter (:mod:`.direct`).
+* ``stop="em"``: plain EM to the fixed point (slow; a reference).
+* ``stop="ssll"``: the published rule (MODEL.md 3.5): plain EM; after each
+  E-step and M-step, l from that E-step with the new prior mean; stop when
   (l_prev - l) / l_prev < 1e-4 or after ``max_iter`` iterations.
 """
 
@@ -34,6 +38,9 @@ __all__ = ["EStep", "e_step", "run_em", "EMOptions", "EMOutcome", "SSLL_TOL"]
 
 #: the published library's relative stopping tolerance
 SSLL_TOL = 1e-4
+
+#: a state-noise variance below this fraction of the mean posterior variance counts as 0
+Q_FLOOR = 1e-3
 
 #: "converged": Anderson-accelerated EM to its fixed point (default); "em": plain EM to
 #: the fixed point; "ssll": the published rule; "mll": maximise the Laplace l directly.
@@ -110,6 +117,18 @@ class _Coords:
         if form == "two":
             return [slice(0, N), slice(N, D)] if D > N else [slice(0, D)]
         return [slice(d, d + 1) for d in range(D)]
+
+    def logvar_scale(self, K: int, device: torch.device) -> torch.Tensor:
+        """Per coordinate: 1 for a log variance, 2 for a log Cholesky diagonal (log sd), 0 otherwise."""
+        scale = torch.zeros(K, device=device)
+        if self.opts.learn_Q:
+            D = self.D
+            if not self.diagonal and self.opts.q_form == "full":
+                scale[D : 2 * D] = 2.0
+            else:
+                n = D if self.opts.q_form == "diag" else len(self._q_index())
+                scale[D : D + n] = 1.0
+        return scale
 
     def to_vec(self, p: StateSpaceParams) -> torch.Tensor:
         parts = [p.mu]
@@ -274,8 +293,10 @@ def run_em(
 
     coords = _Coords(params, opts, diagonal)
     x0 = coords.to_vec(params)
-    if opts.stop == "mll":
-        x0, es, converged = _maximise_mll(obs, es, x0, coords, opts, u, M, E, report)
+    if opts.stop == "mll" or (opts.stop == "converged" and opts.learn_F and not diagonal):
+        # With a learned F, accelerated EM is unreliable (many coupled coordinates): maximise l directly.
+        x0, es, converged, n_fun = _maximise_mll(obs, es, x0, coords, opts, u, M, E, report)
+        n_e += n_fun
         it = len(history) - 1
     elif opts.stop == "em":
         x0, es, converged, it = _anderson(es, x0, coords, opts._replace(depth=0), M, E, report)
@@ -292,21 +313,37 @@ def _anderson(es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOptions, M, 
 
     With residuals f_k = EM(x_k) - x_k and the differences dF, dG of the last
     residuals and EM images, gamma = argmin |f_k - dF gamma| and
-    x_{k+1} = EM(x_k) - dG gamma. A step that lowers l by more than round-off
+    x_{k+1} = EM(x_k) - dG gamma. The Laplace l is not a Lyapunov function of
+    EM (it may fall slightly on the way to the fixed point), so the safeguard
+    watches both: a step that lowers l *and* more than doubles the residual
     is replaced by the plain EM step and that data set's history is cleared.
-    Every data set has its own history, safeguard and stopping test
-    (max |f_k| < tol), so a batched fit equals separate fits.
+    Every data set has its own history, safeguard and stopping test, so a
+    batched fit equals separate fits.
     """
     B = x0.shape[0]
     converged = torch.zeros(B, dtype=torch.bool, device=x0.device)
     dF: list[torch.Tensor] = []
     dG: list[torch.Tensor] = []
+
+    def image(es_: EStep, x_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        g_ = coords.to_vec(M(es_, coords.from_vec(x_)))
+        return g_, g_ - x_
+
+    g, f = image(es, x0)
     f_prev = g_prev = None
     it = 0
+    logvar = coords.logvar_scale(x0.shape[-1], x0.device).to(x0.dtype)
+
+    def at_fixed_point(x: torch.Tensor, f: torch.Tensor, es_: EStep) -> torch.Tensor:
+        # A state-noise variance below Q_FLOOR x the mean posterior variance no longer moves
+        # theta_s: EM would only creep towards the boundary Q = 0, so that coordinate counts as settled.
+        W = es_.smooth.sigma_s
+        post = (W if W.ndim == 3 else torch.diagonal(W, dim1=-2, dim2=-1)).mean((-1, -2))
+        negligible = (logvar > 0) & (logvar * x < torch.log(Q_FLOOR * post)[:, None])
+        return ((f.abs() < opts.tol) | negligible).all(-1)
+
     while it < opts.max_iter:
-        g = coords.to_vec(M(es, coords.from_vec(x0)))
-        f = g - x0
-        converged = converged | (f.abs().amax(-1) < opts.tol)
+        converged = converged | at_fixed_point(x0, f, es)
         if bool(converged.all()):
             break
         if f_prev is not None and opts.depth > 0:
@@ -330,18 +367,31 @@ def _anderson(es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOptions, M, 
         it += 1
         try:
             es_new = E(coords.from_vec(x_new), es.smooth.theta_s)
-            worse = ~torch.isfinite(es_new.mll) | (es_new.mll < es.mll - 1e-9 * es.mll.abs())
+            g_new, f_new = image(es_new, x_new)
+            grew = f_new.norm(dim=-1) > 2.0 * f.norm(dim=-1)
+            fell = es_new.mll < es.mll
+            bad = ~torch.isfinite(f_new).all(-1) | ~torch.isfinite(es_new.mll) | (grew & fell)
         except (torch.linalg.LinAlgError, RuntimeError):
-            es_new, worse = None, torch.ones_like(converged)
-        if bool(worse.any()) and (dF or es_new is None):
-            # safeguard: plain EM step where the extrapolation lowered l; restart that data set's history
+            es_new, bad = None, torch.ones_like(converged)
+        bad = bad & ~converged
+        if bool(bad.any()):
+            # safeguard: the plain EM step where the extrapolation went astray; restart that history
             es_g = E(coords.from_vec(g), es.smooth.theta_s)
-            x_new = torch.where(worse[:, None], g, x_new)
-            es_new = es_g if es_new is None else _select(worse, es_g, es_new)
-            keep = (~worse)[:, None].to(x0.dtype)
+            g_g, f_g = image(es_g, g)
+            if es_new is None:
+                es_new, x_new, g_new, f_new = es_g, g, g_g, f_g
+            else:
+                es_new = _select(bad, es_g, es_new)
+                x_new = torch.where(bad[:, None], g, x_new)
+                g_new = torch.where(bad[:, None], g_g, g_new)
+                f_new = torch.where(bad[:, None], f_g, f_new)
+            keep = (~bad)[:, None].to(x0.dtype)
             dF[:] = [d * keep for d in dF]
             dG[:] = [d * keep for d in dG]
-        x0, es = x_new, _select(converged, es, es_new)
+        x0 = x_new
+        es = _select(converged, es, es_new)
+        g = torch.where(converged[:, None], g, g_new)
+        f = torch.where(converged[:, None], f, f_new)
         report(coords.from_vec(x0), es.mll)
     return x0, es, converged, it
 
@@ -363,7 +413,7 @@ def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOpt
         cache["theta"] = filt.theta_f
         return val.detach(), grad
 
-    x0, _, converged, _ = bfgs_maximise(
+    x0, _, converged, n_fun = bfgs_maximise(
         fun,
         x0,
         tol=opts.tol,
@@ -371,4 +421,4 @@ def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOpt
         direction0=direction0,
         on_eval=lambda x, f: report(coords.from_vec(x), f),
     )
-    return x0, E(coords.from_vec(x0), cache["theta"]), converged
+    return x0, E(coords.from_vec(x0), cache["theta"]), converged, n_fun
