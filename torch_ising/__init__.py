@@ -6,8 +6,10 @@ The public API a researcher types lives here; everything else is private.
 
 from __future__ import annotations
 
-from . import basis, moments, synthesis
+from . import basis, comparison, experiment, intervals, moments, plotting, synthesis
 from .basis import compute_D, enumerate_patterns, rebin, subsets, sufficient_stats
+from .comparison import OrderComparison, aic, bic, compare_orders, count_hyperparameters, likelihood_gain
+from .intervals import CredibleInterval, CredibleIntervals, credible_intervals, gaussian_intervals, sample_theta
 from .ising import Ising
 from .moments import (
     ExactMemoryError,
@@ -36,6 +38,7 @@ from .statespace import (
     smoother,
 )
 from .synthesis import generate_spikes, generate_stationary_thetas, generate_thetas, gibbs_sample
+from .thermodynamics import QuantityError, Thermodynamics, heat_capacity_curve, thermodynamics
 
 __version__ = "0.1.0"
 
@@ -75,4 +78,23 @@ __all__ = [
     "generate_stationary_thetas",
     "generate_spikes",
     "gibbs_sample",
+    "comparison",
+    "intervals",
+    "plotting",
+    "experiment",
+    "OrderComparison",
+    "aic",
+    "bic",
+    "compare_orders",
+    "count_hyperparameters",
+    "likelihood_gain",
+    "CredibleInterval",
+    "CredibleIntervals",
+    "credible_intervals",
+    "gaussian_intervals",
+    "sample_theta",
+    "QuantityError",
+    "Thermodynamics",
+    "heat_capacity_curve",
+    "thermodynamics",
 ]

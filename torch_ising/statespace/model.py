@@ -326,6 +326,9 @@ def fit(
         stop=stop,
         q_form=q_form,
         wall_time=time.perf_counter() - t_start,
+        learn_Q=learn_Q,
+        learn_F=learn_F,
+        mstep=mstep,
     )
 
 

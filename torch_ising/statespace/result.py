@@ -70,6 +70,9 @@ class StateSpaceResult:
     stop: str = "converged"
     q_form: str = "scalar"
     wall_time: float = 0.0
+    learn_Q: bool = True
+    learn_F: bool = False
+    mstep: bool = True
 
     # ------------------------------------------------------------------ views
     @property
@@ -91,6 +94,62 @@ class StateSpaceResult:
         from ..thermodynamics import thermodynamics
 
         return thermodynamics(self.theta_s, self.N, self.order, y=self.y, R=self.R, beta=beta, **kwargs)
+
+    def credible_intervals(
+        self,
+        level: float = 0.9,
+        n_samples: int = 1000,
+        seed: int | None = 0,
+        quantities: Any = None,
+        beta: float = 1.0,
+    ):
+        """Credible intervals of theta, eta and derived quantities (see :func:`torch_ising.credible_intervals`)."""
+        from ..intervals import credible_intervals
+
+        return credible_intervals(
+            self.theta_s,
+            self.sigma_s,
+            self.N,
+            self.order,
+            level=level,
+            n_samples=n_samples,
+            seed=seed,
+            quantities=quantities,
+            y=self.y,
+            R=self.R,
+            beta=beta,
+        )
+
+    def theta_intervals(self, level: float = 0.9):
+        """Closed-form Gaussian intervals theta_s +- z sqrt(diag sigma_s)."""
+        from ..intervals import gaussian_intervals
+
+        return gaussian_intervals(self.theta_s, self.sigma_s, level)
+
+    def heat_capacity_curve(self, betas: Any = None) -> torch.Tensor:
+        """Exact heat capacity of every bin over a grid of beta values."""
+        from ..thermodynamics import heat_capacity_curve
+
+        return heat_capacity_curve(self.theta_s, self.N, self.order, betas)
+
+    @property
+    def n_hyperparameters(self) -> int:
+        """k, the number of free hyperparameters (for AIC/BIC)."""
+        from ..comparison import count_hyperparameters
+
+        return count_hyperparameters(self)
+
+    def aic(self) -> torch.Tensor:
+        """AIC = -2 mll + 2 k."""
+        from ..comparison import aic
+
+        return aic(self.mll, self.n_hyperparameters)
+
+    def bic(self) -> torch.Tensor:
+        """BIC = -2 mll + k log(T R)."""
+        from ..comparison import bic
+
+        return bic(self.mll, self.n_hyperparameters, self.T * self.R)
 
     # ------------------------------------------------------------------ io
     def to_numpy(self) -> dict[str, Any]:
@@ -135,11 +194,12 @@ class StateSpaceResult:
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str | None = None) -> StateSpaceResult:
         """Read a result written by :meth:`save` (never unpickles)."""
+        names = {f.name for f in dataclasses.fields(cls)}
         with np.load(path, allow_pickle=False) as d:
-            meta = json.loads(str(d["meta_json"]))
+            meta = json.loads(str(d["meta_json"])) if "meta_json" in d.files else {}
             kwargs: dict[str, Any] = dict(meta)
             for k in d.files:
-                if k == "meta_json":
+                if k not in names:
                     continue
                 a = d[k]
                 if k == "mll_list":
@@ -151,5 +211,4 @@ class StateSpaceResult:
                 else:
                     kwargs[k] = torch.from_numpy(a).to(device)
         kwargs.setdefault("U", None)
-        names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in kwargs.items() if k in names})

@@ -1,0 +1,133 @@
+"""Outputs: atomic writes, results and checkpoints readable with numpy alone, figures, sweep tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from torch_ising.experiment import outputs
+
+
+def _no_temp_files(directory) -> bool:
+    return not [p for p in os.listdir(directory) if p.endswith(".tmp")]
+
+
+def test_atomic_write_replaces_whole_files_and_cleans_up(tmp_path):
+    target = tmp_path / "sub" / "f.txt"
+    outputs.write_text(target, "first")
+    assert target.read_text() == "first"
+
+    def half_then_fail(fh):
+        fh.write(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        outputs.atomic_write(target, half_then_fail)
+    assert target.read_text() == "first"  # the old file survives intact
+    assert _no_temp_files(target.parent)
+
+    with pytest.raises(KeyboardInterrupt):  # also for BaseException (SIGTERM is turned into SystemExit)
+        outputs.atomic_write(tmp_path / "new.txt", lambda fh: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert not (tmp_path / "new.txt").exists() and _no_temp_files(tmp_path)
+
+
+def test_files_get_ordinary_permissions(tmp_path):
+    path = outputs.write_text(tmp_path / "p.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_results_roundtrip_with_numpy_alone(tmp_path):
+    theta_s = np.random.default_rng(0).normal(size=(4, 6))
+    arrays = {"theta_s": torch.from_numpy(theta_s), "mll": -12.5, "converged": True, "method": "exact", "U": None}
+    summary = {"N": 3, "mll": -12.5, "aic": float("nan")}
+    path = outputs.save_results(tmp_path / "results.npz", arrays, "model:\n  order: 2\n", summary)
+    with np.load(path, allow_pickle=False) as z:  # numpy alone, never unpickling
+        assert "U" not in z.files
+        np.testing.assert_array_equal(z["theta_s"], theta_s)
+        assert str(z["config_yaml"]) == "model:\n  order: 2\n"
+        assert json.loads(str(z["summary_json"])) == {"N": 3, "mll": -12.5, "aic": None}
+        assert z["method"].dtype.kind == "U" and bool(z["converged"]) is True
+    loaded = outputs.load_results(path)
+    assert loaded["mll"] == -12.5 and loaded["method"] == "exact" and loaded["summary"]["N"] == 3
+    with pytest.raises(ValueError, match="object array without pickling"):
+        outputs.save_npz(tmp_path / "bad.npz", {"x": [object()]})
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    from torch_ising.statespace import StateSpaceParams
+
+    D = 3
+    p = StateSpaceParams(
+        torch.arange(D, dtype=torch.float64)[None],
+        0.1 * torch.eye(D)[None],
+        0.01 * torch.eye(D)[None],
+        torch.eye(D)[None],
+        None,
+    )
+    path = outputs.save_checkpoint(tmp_path / "ckpt.npz", p, 7, [-3.0, -2.5], {"N": 2, "order": 2})
+    params, iteration, mll_list, meta = outputs.load_checkpoint(path)
+    assert iteration == 7 and mll_list == [-3.0, -2.5] and meta == {"N": 2, "order": 2}
+    for name in ("mu", "Sigma", "Q", "F"):
+        np.testing.assert_array_equal(params[name], getattr(p, name).numpy())
+    assert params["U"] is None
+
+
+def test_format_summary_lists_the_required_fields():
+    text = outputs.format_summary(
+        {"N": 5, "T": 50, "R": 100, "order": 2, "mll": -1.25, "aic": 34.5, "iterations": 12, "wall_time": 3.25}
+    )
+    for needle in ("N ", "T ", "R ", "order", "mll", "-1.250000", "AIC", "34.500000", "iterations", "12", "3.250"):
+        assert needle in text
+
+
+def test_figures_are_png_files(tmp_path):
+    import torch_ising as ti
+
+    spikes = ti.generate_spikes(ti.generate_thetas(3, 2, 6, seed=1), 20, seed=2, N=3, order=2)
+    result = ti.fit(spikes, 2, max_iter=3, progress=False)
+    ctx = {"result": result, "mll_list": result.mll_list, "spikes": spikes.numpy(), "theta_true": None}
+    paths = outputs.save_figures(["all"], ctx, tmp_path / "figures", dpi=40)
+    assert sorted(p.stem for p in paths) == sorted(outputs.FIGURES)
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _no_temp_files(tmp_path / "figures")
+    with pytest.raises(ValueError, match="unknown figure"):
+        outputs.save_figures(["theta", "nope"], ctx, tmp_path)
+
+
+def test_sweep_table_from_run_summaries(tmp_path):
+    runs = [
+        {"order": 1, "N": 3, "T": 10, "R": 20, "k": 4, "mll": -100.0},
+        {"order": 2, "N": 3, "T": 10, "R": 20, "k": 7, "mll": -90.0},
+        {"order": 3, "N": 3, "T": 10, "R": 20, "k": 8, "mll": -89.5},
+    ]
+    for job, run in enumerate(runs):
+        n = run["T"] * run["R"]
+        run |= {"aic": -2 * run["mll"] + 2 * run["k"], "bic": -2 * run["mll"] + run["k"] * math.log(n)}
+        run |= {"overrides": [f"model.order={run['order']}"], "job": str(job)}
+        outputs.write_json(tmp_path / str(job) / "summary.json", run)
+    (tmp_path / ".submitit").mkdir()  # launcher folders are ignored
+    written = outputs.write_sweep_table(tmp_path, dpi=40)
+    assert [p.name for p in written] == ["comparison.csv", "comparison.txt", "comparison_aic.png"]
+    with open(tmp_path / "comparison.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["order"]) for r in rows] == [1, 2, 3]
+    for row, run in zip(rows, runs, strict=True):
+        for key in ("mll", "aic", "bic"):
+            assert float(row[key]) == pytest.approx(run[key], rel=1e-12)
+    text = (tmp_path / "comparison.txt").read_text()
+    best_aic = min(runs, key=lambda r: r["aic"])["order"]
+    best_bic = min(runs, key=lambda r: r["bic"])["order"]
+    marked_aic = [line for line in text.splitlines() if "model.order=" in line and "*" in line]
+    marked_bic = [line for line in text.splitlines() if "model.order=" in line and "+" in line]
+    assert len(marked_aic) == 1 and marked_aic[0].endswith(f"model.order={best_aic}")
+    assert len(marked_bic) == 1 and marked_bic[0].endswith(f"model.order={best_bic}")
+    assert outputs.write_sweep_table(tmp_path / "empty") == []

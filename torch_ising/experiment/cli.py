@@ -1,0 +1,517 @@
+"""The ``torch-ising`` command: one Hydra experiment = load data, fit, write results, figures and a summary.
+
+Usage (see docs/experiments.md)::
+
+    torch-ising                                   # built-in synthetic data, pairwise fit
+    torch-ising data=array data.path=spikes.npy   # your own (T, R, N) recording
+    torch-ising -m model.order=1,2,3              # an order sweep + comparison table
+    torch-ising -m hydra/launcher=submitit_slurm ...   # the same sweep on a SLURM cluster
+    python -m torch_ising --cfg job               # print the resolved config
+
+Configs are read from the checkout's top-level ``configs/`` folder, or from
+the copy packaged as ``torch_ising/conf`` in an installed wheel
+(``TORCH_ISING_CONFIG_DIR`` overrides both). Errors are reported on one line
+that names the problem and the fix; ``HYDRA_FULL_ERROR=1`` (or
+``TORCH_ISING_DEBUG=1``) shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from .schemas import DATA_SCHEMAS, ExperimentConfig, register_configs
+
+__all__ = [
+    "find_config_dir",
+    "CONFIG_DIR",
+    "resolve_device",
+    "fit_kwargs",
+    "run_experiment",
+    "SweepTableCallback",
+    "one_line_error",
+    "main",
+]
+
+_PROG = "torch-ising"
+#: The automatic schema matching of our launcher presets (same names as the plugins' own) is intended.
+_SCHEMA_MATCH_WARNING = r"(?s).*is validated against ConfigStore schema with the same name"
+# At import, so that the launchers' worker processes (which import this module to run a job) are quiet too.
+warnings.filterwarnings("ignore", message=_SCHEMA_MATCH_WARNING, category=UserWarning)
+
+
+# --------------------------------------------------------------------------------------------- configs
+
+
+def find_config_dir() -> Path | None:
+    """The folder holding ``config.yaml``.
+
+    Looked up in order: ``$TORCH_ISING_CONFIG_DIR``; the top-level ``configs/``
+    of a source checkout (next to ``pyproject.toml``); ``torch_ising/conf`` in an
+    installed package.
+    """
+    env = os.environ.get("TORCH_ISING_CONFIG_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    package = Path(__file__).resolve().parents[1]
+    checkout = package.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "configs" / "config.yaml").is_file():
+        return checkout / "configs"
+    if (package / "conf" / "config.yaml").is_file():
+        return package / "conf"
+    return None
+
+
+CONFIG_DIR = find_config_dir()
+
+
+# --------------------------------------------------------------------------------------------- fit settings
+
+
+def resolve_device(device: str) -> Any:
+    """``fit.device`` -> torch.device: "auto" is CUDA when available, else CPU.
+
+    Raises:
+        ValueError: for "cuda" on a machine without a usable CUDA GPU.
+    """
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "fit.device=cuda but no CUDA GPU is available to torch (torch.cuda.is_available() is False); "
+            "use fit.device=auto or fit.device=cpu"
+        )
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"fit.device must be auto, cpu or cuda; got {device!r}")
+    return torch.device(device)
+
+
+def _state_cov(Q: Any, Q_form: str, N: int, D: int) -> Any:
+    """The ``state_cov`` argument of :func:`torch_ising.fit` for ``fit.Q`` in the form ``fit.Q_form``.
+
+    scalar: q (Q = q I); diagonal: (q, ..., q) of length D; full: q I as a (D, D)
+    matrix; two_block: [q1, q2] (q1 on the N first-order entries, q2 on the others).
+    """
+    import numpy as np
+
+    q = list(Q) if isinstance(Q, Sequence) and not isinstance(Q, str) else [Q]
+    if Q_form == "two_block":
+        if D == N:
+            raise ValueError("fit.Q_form=two_block needs model.order >= 2 (a second block); use fit.Q_form=scalar")
+        q1, q2 = (float(q[0]), float(q[-1]))
+        return [q1, q2]
+    if len(q) != 1:
+        raise ValueError(f"fit.Q must be one number for fit.Q_form={Q_form}; got {Q!r}")
+    value = float(q[0])
+    if Q_form == "scalar":
+        return value
+    if Q_form == "diagonal":
+        return np.full(D, value)
+    if Q_form == "full":
+        return value * np.eye(D)
+    raise ValueError(f"fit.Q_form must be scalar, diagonal, full or two_block; got {Q_form!r}")
+
+
+def fit_kwargs(fit_cfg: Any, model_cfg: Any, N: int) -> dict[str, Any]:
+    """Keyword arguments of :func:`torch_ising.fit` from the ``fit`` and ``model`` configs (order excluded)."""
+    import torch
+
+    from ..basis import compute_D
+    from ..statespace import em, model
+
+    if fit_cfg.method not in model.OBSERVATION_MODELS:
+        raise ValueError(
+            f"fit.method={fit_cfg.method!r} is not available; choose one of {', '.join(model.OBSERVATION_MODELS)}"
+        )
+    stop_rules = getattr(em, "STOP_RULES", ("converged", "ssll"))
+    if fit_cfg.stop not in stop_rules:
+        raise ValueError(f"fit.stop={fit_cfg.stop!r} is not a stopping rule; choose one of {', '.join(stop_rules)}")
+    D = compute_D(N, model_cfg.order)
+    return {
+        "window": model_cfg.window,
+        "state_cov": _state_cov(fit_cfg.Q, fit_cfg.Q_form, N, D),
+        "state_ar": fit_cfg.F,
+        "theta_o": fit_cfg.theta_o,
+        "sigma_o": fit_cfg.sigma_o,
+        "max_iter": fit_cfg.max_iter,
+        "tol": fit_cfg.tol,
+        "stop": fit_cfg.stop,
+        "stationary": fit_cfg.stationary,
+        "device": resolve_device(fit_cfg.device),
+        "dtype": {"float64": torch.float64, "float32": torch.float32}[fit_cfg.dtype],
+        "progress": fit_cfg.progress,
+        "method": fit_cfg.method,
+        "eta_method": fit_cfg.eta_method,
+    }
+
+
+class _Checkpointer:
+    """EM callback: keeps l per iteration and writes a checkpoint every ``every`` iterations."""
+
+    def __init__(self, path: Path, every: int, start: int, history: list[float], meta: dict) -> None:
+        self.path, self.every, self.start = path, every, start
+        self.history = list(history)
+        self.meta = meta
+        self.last_saved = start
+        self.calls = 0
+        self.written = 0
+
+    def __call__(self, iteration: int, params: Any, mll: Any) -> None:
+        from .outputs import save_checkpoint
+
+        self.calls += 1
+        done = self.start + self.calls
+        self.history.append(float(mll.reshape(-1)[0]))
+        if self.every and done - self.last_saved >= self.every:
+            save_checkpoint(self.path, params, done, self.history, self.meta)
+            self.last_saved = done
+            self.written += 1
+
+
+def _load_resume_state(path: Path, meta: Mapping[str, Any]) -> tuple[Any, int, list[float]]:
+    import torch
+
+    from ..statespace import StateSpaceParams
+    from .outputs import load_checkpoint
+
+    params, iteration, history, saved = load_checkpoint(path)
+    for key in ("N", "order", "D", "T_raw", "R", "method", "Q_form"):
+        if saved.get(key) != meta.get(key):
+            raise ValueError(
+                f"fit.resume: checkpoint {str(path)!r} was written for {key}={saved.get(key)!r} but this run has "
+                f"{key}={meta.get(key)!r}; resume with the same data and model, or set fit.resume=false"
+            )
+    tensors = [None if params[n] is None else torch.from_numpy(params[n]) for n in StateSpaceParams._fields]
+    return StateSpaceParams(*tensors), iteration, history
+
+
+# --------------------------------------------------------------------------------------------- one run
+
+
+def _data_config(cfg: DictConfig) -> dict[str, Any]:
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    assert isinstance(data, dict)
+    source = HydraConfig.get().runtime.choices.get("data", "") if HydraConfig.initialized() else ""
+    for key, value in data.items():
+        if value == "???":
+            where = f" for data={source}" if source else ""
+            raise ValueError(f"data.{key} is required{where}: add data.{key}=... to the command line")
+    path = data.get("path")
+    if isinstance(path, str) and path not in ("", "???"):
+        from hydra.utils import to_absolute_path
+
+        data["path"] = to_absolute_path(os.path.expanduser(path))
+    return data
+
+
+def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Run one experiment: load the data, fit, and write results, summary and figures into ``output_dir``.
+
+    Args:
+        cfg: a composed config (:class:`~torch_ising.experiment.schemas.ExperimentConfig`).
+        output_dir: the run's directory.
+        overrides: the command-line overrides of this run (recorded in the summary).
+
+    Returns:
+        the summary: N, T, R, order, mll, aic, bic, k, iterations, wall_time, paths, ...
+    """
+    t_start = time.perf_counter()
+    from hydra.utils import instantiate
+
+    from ..basis import compute_D
+    from ..comparison import aic, bic, count_hyperparameters
+    from ..statespace import fit
+    from .outputs import (
+        check_figure_names,
+        format_summary,
+        result_arrays,
+        save_figures,
+        save_results,
+        write_json,
+        write_text,
+    )
+
+    output_dir = Path(output_dir).resolve()
+    model_cfg = instantiate(cfg.model, _convert_="all")
+    fit_cfg = instantiate(cfg.fit, _convert_="all")
+    out_cfg = instantiate(cfg.output, _convert_="all")
+    figure_names = check_figure_names(out_cfg.figures)
+    source = instantiate(_data_config(cfg), _convert_="all")
+    spikes = source.load()
+    T_raw, R, N = spikes.shape
+    if model_cfg.order > N:
+        raise ValueError(
+            f"model.order={model_cfg.order} is larger than the number of neurons N={N} in the data; "
+            f"use model.order <= {N}"
+        )
+    if model_cfg.window > T_raw:
+        raise ValueError(
+            f"model.window={model_cfg.window} is larger than the T={T_raw} bins of the data; "
+            f"use model.window <= {T_raw}"
+        )
+    kwargs = fit_kwargs(fit_cfg, model_cfg, N)
+    D = compute_D(N, model_cfg.order)
+    meta = {
+        "N": N,
+        "order": model_cfg.order,
+        "D": D,
+        "T_raw": T_raw,
+        "R": R,
+        "method": fit_cfg.method,
+        "Q_form": fit_cfg.Q_form,
+    }
+
+    ckpt_path = Path(fit_cfg.checkpoint)
+    ckpt_path = ckpt_path if ckpt_path.is_absolute() else output_dir / ckpt_path
+    init, start, history = None, 0, []
+    if fit_cfg.resume:
+        if ckpt_path.is_file():
+            init, start, history = _load_resume_state(ckpt_path, meta)
+            print(f"{_PROG}: resuming from {ckpt_path} (EM iteration {start})", flush=True)
+        else:
+            print(f"{_PROG}: fit.resume=true but there is no checkpoint at {ckpt_path}; starting afresh", flush=True)
+    remaining = fit_cfg.max_iter - start
+    checkpointer = _Checkpointer(ckpt_path, fit_cfg.checkpoint_every, start, history, meta)
+    kwargs["max_iter"] = max(remaining, 1)
+    result = fit(spikes, model_cfg.order, **kwargs, mstep=remaining > 0, init=init, callback=checkpointer)
+    # l per iteration: the fit's record, or (resumed) the checkpoint's record continued by this run's iterations
+    mll_list = [float(m) for m in (checkpointer.history if start else result.mll_list)]
+    wall_time = time.perf_counter() - t_start
+
+    k = count_hyperparameters(result)
+    mll = float(result.mll)
+    n_obs = int(result.T) * int(result.R)
+    summary: dict[str, Any] = {
+        "name": cfg.get("name", "default"),
+        "data": source.describe(),
+        "N": N,
+        "T": int(result.T),
+        "R": int(result.R),
+        "T_raw": T_raw,
+        "order": model_cfg.order,
+        "window": model_cfg.window,
+        "D": D,
+        "mll": mll,
+        "aic": float(aic(mll, k)),
+        "bic": float(bic(mll, k, n_obs)),
+        "k": k,
+        "n_obs": n_obs,
+        "iterations": start + int(result.iterations),  # EM iterations, those before a resume included
+        "converged": bool(result.converged),
+        "wall_time": wall_time,
+        "fit_time": float(result.wall_time),
+        "device": str(kwargs["device"]),
+        "dtype": fit_cfg.dtype,
+        "method": fit_cfg.method,
+        "stop": fit_cfg.stop,
+        "resumed_from": start,
+        "overrides": list(overrides),
+        "output_dir": str(output_dir),
+    }
+
+    written: dict[str, Any] = {}
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    if out_cfg.results:
+        arrays = result_arrays(result)
+        arrays["mll_list"] = mll_list
+        arrays["aic"], arrays["bic"], arrays["k"] = summary["aic"], summary["bic"], k
+        theta_true = getattr(source, "theta", None)
+        if theta_true is not None:
+            arrays["theta_true"] = theta_true
+        written["results"] = save_results(output_dir / out_cfg.results_file, arrays, config_yaml, summary)
+    if out_cfg.config_file:
+        written["config"] = write_text(output_dir / out_cfg.config_file, config_yaml)
+    ctx = {"result": result, "mll_list": mll_list, "spikes": spikes, "theta_true": getattr(source, "theta", None)}
+    figures = save_figures(figure_names, ctx, output_dir / "figures", dpi=out_cfg.dpi) if figure_names else []
+    summary["results_file"] = str(written.get("results", ""))
+    summary["figures"] = [str(p) for p in figures]
+    text = format_summary(summary, title=f"{_PROG} summary ({summary['name']})")
+    write_json(output_dir / "summary.json", summary)
+    if out_cfg.summary:
+        written["summary"] = write_text(output_dir / "summary.txt", text + "\n")
+    lines = [text, f"  {'output dir':<14} {output_dir}"]
+    if "results" in written:
+        lines.append(f"  {'results':<14} {written['results']}")
+    if figures:
+        lines.append(f"  {'figures':<14} {output_dir / 'figures'} ({', '.join(p.name for p in figures)})")
+    print("\n".join(lines), flush=True)
+    return summary
+
+
+# --------------------------------------------------------------------------------------------- sweeps
+
+
+class SweepTableCallback(Callback):
+    """Hydra callback: after a multirun, tabulate every run's mll, AIC and BIC in the sweep directory."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from .outputs import write_sweep_table
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_absolute():
+            sweep_dir = Path(config.hydra.runtime.cwd) / sweep_dir
+        written = write_sweep_table(sweep_dir)
+        if written:
+            print(f"{_PROG}: sweep table {written[0]} ({', '.join(p.name for p in written)})", flush=True)
+            print((sweep_dir / "comparison.txt").read_text(encoding="utf-8"), end="", flush=True)
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+class _Terminated(SystemExit):
+    """Raised by the SIGTERM handler so that files being written are cleaned up."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into an exception while a run is in progress (when nothing else handles SIGTERM)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+        signal.SIG_DFL,
+        None,
+    ):
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _config_keys(node: Any, prefix: str) -> list[str]:
+    if node is None:
+        return []
+    try:
+        keys = list(OmegaConf.structured(node).keys()) if not isinstance(node, DictConfig) else list(node.keys())
+    except Exception:  # noqa: BLE001 - only used for suggestions
+        return []
+    return [f"{prefix}{k}" for k in keys if not str(k).startswith("_")]
+
+
+def _known_keys() -> list[str]:
+    keys = [k for k in ExperimentConfig.__dataclass_fields__ if k != "data"]
+    out = list(keys)
+    for group in ("model", "fit", "output"):
+        out += _config_keys(ExperimentConfig.__dataclass_fields__[group].default_factory(), f"{group}.")  # type: ignore[misc]
+    for schema in DATA_SCHEMAS.values():
+        out += _config_keys(schema, "data.")
+    return sorted(set(out))
+
+
+def one_line_error(exc: BaseException) -> str:
+    """A one-line message for an error: what went wrong and how to fix it."""
+    from hydra.errors import InstantiationException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, ValidationError
+
+    while isinstance(exc, InstantiationException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    cause = exc.__cause__
+    chain = [exc] + ([cause] if cause is not None else [])
+    for e in chain:
+        full_key = getattr(e, "full_key", None)
+        if isinstance(e, (ConfigAttributeError, ConfigKeyError)) and full_key:
+            hint = difflib.get_close_matches(str(full_key), _known_keys(), n=1, cutoff=0.6)
+            fix = f"did you mean {hint[0]}?" if hint else f"`{_PROG} --cfg job` lists every key"
+            return f"unknown config key '{full_key}'; {fix}"
+        if isinstance(e, MissingMandatoryValue) and full_key:
+            return f"{full_key} is required: add {full_key}=... to the command line"
+        if isinstance(e, ValidationError) and full_key:
+            first = str(e).splitlines()[0]
+            return f"{full_key}: {first}; give a value of the expected type"
+    if isinstance(exc, MissingConfigException) or "Could not find" in str(exc) or "Could not load" in str(exc):
+        text = " ".join(str(exc).split())
+        match = re.search(r"Could not (?:find|load) '([^']+)'", text)
+        what = match.group(1) if match else "a config"
+        options = re.search(r"Available options in '[^']*':(.*?)(?:Config search path|$)", text)
+        avail = f"; available: {' '.join(options.group(1).split())}" if options else ""
+        return f"no config named '{what}'{avail}; check the group option on the command line"
+    if isinstance(exc, OverrideParseException):
+        return f"cannot parse the command-line override: {' '.join(str(exc).split())}; write key=value"
+    if isinstance(exc, (ValueError, FileNotFoundError, ImportError)):
+        return " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _debug() -> bool:
+    return os.environ.get("TORCH_ISING_DEBUG") == "1" or _USER_FULL_ERROR
+
+
+_USER_FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+# --------------------------------------------------------------------------------------------- entry points
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR) if CONFIG_DIR else None, config_name="config")
+def _task(cfg: DictConfig) -> float:
+    """The Hydra task: one run of :func:`run_experiment` in Hydra's output directory."""
+    hc = HydraConfig.get()
+    output_dir = Path(hc.runtime.output_dir)
+    overrides = list(hc.overrides.task)
+    try:
+        with _sigterm_as_exit():
+            summary = run_experiment(cfg, output_dir, overrides)
+    except _Terminated:
+        sys.stderr.write(
+            f"{_PROG}: stopped by SIGTERM; no results were written. Checkpoints (fit.checkpoint_every > 0) are in "
+            f"{output_dir}; resume with fit.resume=true hydra.run.dir={output_dir}\n"
+        )
+        raise
+    except Exception as exc:
+        if _debug() or hc.mode == RunMode.MULTIRUN:
+            raise
+        raise SystemExit(f"{_PROG}: error: {one_line_error(exc)} (HYDRA_FULL_ERROR=1 shows the traceback)") from None
+    return float(summary["mll"])
+
+
+def main() -> None:
+    """Console-script entry point of ``torch-ising`` (and ``python -m torch_ising``)."""
+    global _USER_FULL_ERROR
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    if CONFIG_DIR is None:
+        sys.exit(
+            f"{_PROG}: error: cannot find the configs (config.yaml); reinstall torch_ising, or set "
+            "TORCH_ISING_CONFIG_DIR=/path/to/configs"
+        )
+    register_configs()
+    _USER_FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    debug = _debug()
+    # Let Hydra re-raise errors so that they are reported here on one line.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        _task()
+    except Exception as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"{_PROG}: error: {one_line_error(exc)} (HYDRA_FULL_ERROR=1 shows the traceback)\n")
+        sys.exit(1)
+    finally:
+        if not _USER_FULL_ERROR:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+if __name__ == "__main__":
+    main()

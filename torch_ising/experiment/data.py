@@ -1,0 +1,478 @@
+"""Data sources of an experiment: every loader returns binary spikes of shape (T, R, N), dtype uint8.
+
+Sources and how their arrays map to (T, R, N):
+
+* :class:`SyntheticData`: T bins of a Gaussian-process path theta_t
+  (MODEL.md 6), R independent draws per bin (trials), N neurons.
+* :class:`ArrayData` / :func:`load_array`: a .npy or .npz array whose axes are
+  named by a string of the letters T, R, N (default "TRN"); omitted letters
+  become axes of length 1 ("TN" = one trial, "RN" = one bin).
+* :class:`SpikeTimesData` / :func:`load_spike_times`: spike times, the unit of
+  each spike and one event time per trial, binned by :func:`bin_spike_times`:
+  bin t of trial r is [e_r + start + t w, e_r + start + (t + 1) w), T = (stop - start) / w,
+  R = number of events, N = number of units.
+* :class:`NWBData` / :func:`load_nwb`: the same binning, with spike times from
+  the NWB units table and event times from a column of its trials table.
+
+A bin may hold several spikes (counts). ``counts="refuse"`` raises a
+``ValueError`` for any value above 1; ``counts="binarise"`` maps every
+non-zero count to 1 (MODEL.md 1: a bin is 1 when the neuron fired in it).
+Values that are neither counts nor spikes (negative, fractional, NaN) are
+always refused. Arrays are read with ``allow_pickle=False``; nothing is ever
+unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .schemas import COUNTS_MODES
+
+__all__ = [
+    "to_binary",
+    "arrange_axes",
+    "load_array",
+    "bin_spike_times",
+    "load_spike_times",
+    "load_nwb",
+    "DataSource",
+    "SyntheticData",
+    "ArrayData",
+    "SpikeTimesData",
+    "NWBData",
+]
+
+
+def _check_path(path: Any, suffixes: tuple[str, ...], name: str = "data.path") -> Path:
+    if path is None or str(path) in ("", "???"):
+        raise ValueError(f"{name} is required: add {name}=/path/to/file{suffixes[0]} to the command line")
+    p = Path(os.path.expanduser(str(path)))
+    if not p.is_file():
+        where = "" if p.is_absolute() else f" (relative to {os.getcwd()})"
+        raise ValueError(f"{name}: file not found: {str(p)!r}{where}; check the path or give an absolute one")
+    if p.suffix.lower() not in suffixes:
+        raise ValueError(f"{name} must be a {' or '.join(suffixes)} file; got {str(p)!r}")
+    return p
+
+
+def to_binary(values: np.ndarray, counts: str = "refuse", name: str = "spikes") -> np.ndarray:
+    """Binary uint8 spikes from 0/1 values or spike counts.
+
+    Args:
+        values: array of spikes (0/1, bool) or non-negative integer counts.
+        counts: "refuse" raises on any value > 1; "binarise" maps x -> 1[x > 0].
+        name: the argument named in error messages.
+
+    Returns:
+        uint8 array of the same shape with values in {0, 1}.
+
+    Raises:
+        ValueError: on NaN, negative or fractional values, or counts with ``counts="refuse"``.
+    """
+    if counts not in COUNTS_MODES:
+        raise ValueError(f"data.counts must be one of {', '.join(COUNTS_MODES)}; got {counts!r}")
+    a = np.asarray(values)
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8)
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ValueError(f"{name} must be a numeric array of spikes (0/1) or counts; got dtype {a.dtype}")
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} contains NaN or infinite values; spikes must be 0/1 (or counts)")
+        if (a != np.round(a)).any():
+            bad = a[a != np.round(a)].ravel()[:3].tolist()
+            raise ValueError(
+                f"{name} must hold 0/1 spikes or integer counts; found values such as {bad}; "
+                "threshold or round them to spikes before loading"
+            )
+    if a.size and a.min() < 0:
+        raise ValueError(f"{name} must hold 0/1 spikes or non-negative counts; found negative values (min {a.min()})")
+    if a.size and a.max() > 1:
+        if counts == "refuse":
+            raise ValueError(
+                f"{name} holds spike counts (values up to {a.max()}), not binary spikes; "
+                "set data.counts=binarise to map every count > 0 to 1"
+            )
+        return (a > 0).astype(np.uint8)
+    return a.astype(np.uint8)
+
+
+def arrange_axes(a: np.ndarray, axes: str = "TRN", name: str = "spikes") -> np.ndarray:
+    """Transpose an array with named axes to (T, R, N).
+
+    Args:
+        a: the array.
+        axes: one letter per axis of ``a`` from {T, R, N}, N required; e.g. "RTN"
+            for (trials, bins, neurons), "TN" for one trial.
+        name: the argument named in error messages.
+
+    Returns:
+        a view of shape (T, R, N) (missing axes have length 1).
+    """
+    axes = str(axes).upper()
+    if "N" not in axes or len(set(axes)) != len(axes) or not set(axes) <= set("TRN"):
+        raise ValueError(
+            f"data.axes must name the array's axes with distinct letters T, R, N (N required); got {axes!r}"
+        )
+    if a.ndim != len(axes):
+        hint = (
+            "set data.axes=TN for one trial of shape (T, N), or data.axes=RN for one bin of shape (R, N)"
+            if a.ndim == 2
+            else "reshape it to (T, R, N) or set data.axes to its axis order"
+        )
+        raise ValueError(
+            f"{name} has {a.ndim}-D shape {a.shape} but data.axes={axes!r} expects {len(axes)} axes "
+            f"(T time bins, R trials, N neurons); {hint}"
+        )
+    for letter in "TRN":
+        if letter not in axes:
+            a = a[..., None]
+            axes += letter
+    return np.transpose(a, [axes.index(letter) for letter in "TRN"])
+
+
+def load_array(
+    path: str | os.PathLike, key: str | None = None, axes: str = "TRN", counts: str = "refuse"
+) -> np.ndarray:
+    """Load binned spikes from .npy or .npz (``allow_pickle=False``).
+
+    Mapping: ``axes`` names the stored array's axes (see :func:`arrange_axes`).
+
+    Args:
+        path: the file.
+        key: the array inside an .npz (default: ``spikes``, or the only array).
+        axes: the stored axis order.
+        counts: "refuse" or "binarise" counts (see :func:`to_binary`).
+
+    Returns:
+        spikes of shape (T, R, N), uint8.
+    """
+    p = _check_path(path, (".npy", ".npz"))
+    try:
+        loaded = np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(
+            f"data.path: cannot read {str(p)!r} without unpickling ({exc}); save plain numeric arrays"
+        ) from exc
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            names = list(loaded.files)
+            if key is None:
+                if "spikes" in names:
+                    key = "spikes"
+                elif len(names) == 1:
+                    key = names[0]
+                else:
+                    raise ValueError(f"data.key is required: {str(p)!r} holds arrays {names}; add data.key=<name>")
+            if key not in names:
+                raise ValueError(f"data.key={key!r} is not in {str(p)!r}; it holds {names}")
+            try:
+                a = loaded[key]
+            except ValueError as exc:
+                raise ValueError(f"data.key={key!r}: cannot read the array without unpickling ({exc})") from exc
+    else:
+        a = loaded
+    name = f"array {key!r} of {p.name}" if key else f"array of {p.name}"
+    a = arrange_axes(a, axes, name)
+    if a.size == 0:
+        raise ValueError(f"{name} is empty: shape (T, R, N) = {a.shape}")
+    return np.ascontiguousarray(to_binary(a, counts, name))
+
+
+def bin_spike_times(
+    spike_times: np.ndarray,
+    spike_units: np.ndarray,
+    event_times: np.ndarray,
+    bin_width: float,
+    window: Sequence[float],
+    units: Sequence[int] | None = None,
+    counts: str = "binarise",
+) -> np.ndarray:
+    """Bin spike times around trial events (numpy only, no loop over spikes or trials).
+
+    Bin t of trial r covers [e_r + start + t w, e_r + start + (t + 1) w), with
+    w = ``bin_width`` and (start, stop) = ``window``; T = round((stop - start) / w).
+    A spike at time s of unit n falls in bin t = floor((s - e_r - start) / w)
+    of every trial r whose window contains it (windows may overlap).
+
+    Args:
+        spike_times: spike times (seconds), shape (S,).
+        spike_units: unit id of each spike, shape (S,).
+        event_times: one event time per trial (seconds), shape (R,).
+        bin_width: bin width w > 0 (seconds).
+        window: (start, stop), seconds relative to each event, start < stop.
+        units: unit ids to keep, in this order (neuron n = ``units[n]``); default: all ids, sorted.
+        counts: "binarise" (any spike -> 1) or "refuse" bins with several spikes.
+
+    Returns:
+        spikes of shape (T, R, N), uint8.
+    """
+    times = np.asarray(spike_times, dtype=np.float64).ravel()
+    unit_of = np.asarray(spike_units).ravel()
+    events = np.asarray(event_times, dtype=np.float64).ravel()
+    if times.shape != unit_of.shape:
+        raise ValueError(
+            f"spike times and spike units must have the same length; got {times.shape[0]} and {unit_of.shape[0]}"
+        )
+    if not np.isfinite(times).all() or not np.isfinite(events).all():
+        raise ValueError("spike times and event times must be finite numbers (seconds)")
+    if events.size == 0:
+        raise ValueError("event times are empty: give one event time per trial")
+    if not (bin_width > 0):
+        raise ValueError(f"data.bin_width must be > 0 seconds; got {bin_width!r}")
+    start, stop = float(window[0]), float(window[1])
+    if not start < stop:
+        raise ValueError(f"data.window must be [start, stop] with start < stop; got {list(window)}")
+    n_bins = (stop - start) / bin_width
+    T = int(round(n_bins))
+    if T < 1 or abs(n_bins - T) > 1e-6 * max(1.0, n_bins):
+        raise ValueError(
+            f"data.window length {stop - start} s is not a whole number of bins of data.bin_width={bin_width} s"
+        )
+    ids = np.unique(unit_of) if units is None else np.asarray(list(units))
+    if ids.size == 0:
+        raise ValueError("no units: the spike-unit array is empty and no data.units were given")
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError(f"data.units must not repeat a unit; got {ids.tolist()}")
+    N, R = ids.size, events.size
+    # Neuron index of every spike (-1: a unit not selected).
+    order = np.argsort(ids, kind="stable")
+    pos = np.searchsorted(ids[order], unit_of)
+    pos = np.clip(pos, 0, N - 1)
+    neuron = np.where(ids[order][pos] == unit_of, order[pos], -1)
+    keep = neuron >= 0
+    times, neuron = times[keep], neuron[keep]
+    sort = np.argsort(times, kind="stable")
+    times, neuron = times[sort], neuron[sort]
+    # Spikes of trial r are times[lo[r]:hi[r]]; expand to (trial, spike) pairs without a Python loop.
+    lo = np.searchsorted(times, events + start, side="left")
+    hi = np.searchsorted(times, events + stop, side="left")
+    n_per_trial = hi - lo
+    trial = np.repeat(np.arange(R), n_per_trial)
+    first = np.repeat(lo - np.concatenate(([0], np.cumsum(n_per_trial)[:-1])), n_per_trial)
+    spike = first + np.arange(trial.size)
+    t_bin = np.floor((times[spike] - events[trial] - start) / bin_width).astype(np.int64)
+    inside = (t_bin >= 0) & (t_bin < T)
+    flat = (t_bin[inside] * R + trial[inside]) * N + neuron[spike][inside]
+    binned = np.bincount(flat, minlength=T * R * N).reshape(T, R, N)
+    return to_binary(binned, counts, "binned spike counts")
+
+
+def load_spike_times(
+    path: str | os.PathLike,
+    bin_width: float,
+    window: Sequence[float],
+    times_key: str = "spike_times",
+    units_key: str = "spike_units",
+    events_key: str = "event_times",
+    units: Sequence[int] | None = None,
+    counts: str = "binarise",
+) -> np.ndarray:
+    """Load spike times, spike units and event times from an .npz and bin them (:func:`bin_spike_times`).
+
+    Returns:
+        spikes of shape (T, R, N), uint8: (bins in the window, events, units).
+    """
+    p = _check_path(path, (".npz",))
+    with np.load(p, allow_pickle=False) as z:
+        missing = [k for k in (times_key, units_key, events_key) if k not in z.files]
+        if missing:
+            raise ValueError(
+                f"data.path: {str(p)!r} has no array(s) {missing}; it holds {list(z.files)} "
+                "(set data.times_key / data.units_key / data.events_key)"
+            )
+        times, unit_of, events = z[times_key], z[units_key], z[events_key]
+    return bin_spike_times(times, unit_of, events, bin_width, window, units=units, counts=counts)
+
+
+def load_nwb(
+    path: str | os.PathLike,
+    bin_width: float,
+    window: Sequence[float],
+    align_to: str = "start_time",
+    units: Sequence[int] | None = None,
+    counts: str = "binarise",
+) -> np.ndarray:
+    """Load an NWB file with pynwb and bin its units' spike times around its trials.
+
+    Spike times come from the units table's ragged ``spike_times`` column
+    (unit n = row n, identified by the table's ``id``), event times from the
+    trials-table column ``align_to``. Binning: :func:`bin_spike_times`.
+
+    Returns:
+        spikes of shape (T, R, N), uint8: (bins in the window, trials, units).
+
+    Raises:
+        ImportError: without pynwb (``pip install "torch_ising[nwb]"``).
+    """
+    try:
+        from pynwb import NWBHDF5IO
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError('data=nwb needs pynwb: pip install "torch_ising[nwb]" (or pip install pynwb)') from exc
+    p = _check_path(path, (".nwb",))
+    with NWBHDF5IO(str(p), "r") as io:
+        nwbfile = io.read()
+        if nwbfile.units is None or len(nwbfile.units) == 0:
+            raise ValueError(f"data.path: {str(p)!r} has no units table; data=nwb reads spike times from it")
+        if nwbfile.trials is None or len(nwbfile.trials) == 0:
+            raise ValueError(f"data.path: {str(p)!r} has no trials table; data=nwb takes trial times from it")
+        if align_to not in nwbfile.trials.colnames and align_to not in ("start_time", "stop_time"):
+            raise ValueError(
+                f"data.align_to={align_to!r} is not a trials column; columns: {list(nwbfile.trials.colnames)}"
+            )
+        column = nwbfile.units["spike_times"]  # ragged: flat values + end index per unit
+        flat = np.asarray(column.target.data[:], dtype=np.float64)
+        ends = np.asarray(column.data[:], dtype=np.int64)
+        unit_ids = np.asarray(nwbfile.units.id[:])
+        events = np.asarray(nwbfile.trials[align_to].data[:], dtype=np.float64)
+    per_unit = np.diff(np.concatenate(([0], ends)))
+    spike_units = np.repeat(unit_ids, per_unit)
+    if units is None:
+        units = unit_ids.tolist()
+    return bin_spike_times(flat, spike_units, events, bin_width, window, units=units, counts=counts)
+
+
+class DataSource:
+    """Base of the data sources built from ``configs/data/*.yaml`` (``hydra.utils.instantiate``).
+
+    Attributes:
+        layout: how the source's data map to (T, R, N).
+    """
+
+    layout: str = "(T, R, N)"
+
+    def load(self) -> np.ndarray:
+        """Spikes of shape (T, R, N), uint8."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line naming the source and its (T, R, N) mapping."""
+        return f"{type(self).__name__}: {self.layout}"
+
+
+class SyntheticData(DataSource):
+    """Synthetic spikes from Gaussian-process parameter paths (MODEL.md 6).
+
+    After :meth:`load`, ``theta`` holds the true parameters, shape (T, D).
+    """
+
+    layout = "T = bins of the generated path, R = draws per bin, N = neurons"
+
+    def __init__(
+        self,
+        N: int = 5,
+        order: int = 2,
+        T: int = 50,
+        R: int = 100,
+        mu1: float = -2.0,
+        sigma1: float = 50.0,
+        mu2: float = 0.0,
+        sigma2: float = 50.0,
+        alpha: float = 12.0,
+        ratio_modulated: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        self.N, self.order, self.T, self.R = N, order, T, R
+        self.gp = {
+            "mu1": mu1,
+            "sigma1": sigma1,
+            "mu2": mu2,
+            "sigma2": sigma2,
+            "alpha": alpha,
+            "ratio_modulated": ratio_modulated,
+        }
+        self.seed = seed
+        self.theta: np.ndarray | None = None
+
+    def load(self) -> np.ndarray:
+        from ..synthesis import generate_spikes, generate_thetas
+
+        theta = generate_thetas(self.N, self.order, self.T, seed=self.seed, **self.gp)
+        spikes = generate_spikes(theta, self.R, seed=self.seed + 1, N=self.N, order=self.order)
+        self.theta = theta.cpu().numpy()
+        return np.ascontiguousarray(spikes.cpu().numpy().astype(np.uint8))
+
+    def describe(self) -> str:
+        return (
+            f"synthetic: N={self.N}, true order {self.order}, T={self.T}, R={self.R}, seed={self.seed} ({self.layout})"
+        )
+
+
+class ArrayData(DataSource):
+    """Binned spikes in a .npy/.npz (:func:`load_array`)."""
+
+    layout = "the array's axes named by data.axes (default TRN = time bins, trials, neurons)"
+
+    def __init__(self, path: str, key: str | None = None, axes: str = "TRN", counts: str = "refuse") -> None:
+        self.path, self.key, self.axes, self.counts = path, key, axes, counts
+
+    def load(self) -> np.ndarray:
+        return load_array(self.path, key=self.key, axes=self.axes, counts=self.counts)
+
+    def describe(self) -> str:
+        return f"array: {self.path} (axes {self.axes} -> T, R, N; counts={self.counts})"
+
+
+class SpikeTimesData(DataSource):
+    """Spike times + event times in an .npz (:func:`load_spike_times`)."""
+
+    layout = "T = bins in the window after each event, R = events, N = units"
+
+    def __init__(
+        self,
+        path: str,
+        bin_width: float = 0.005,
+        window: Sequence[float] = (0.0, 0.5),
+        times_key: str = "spike_times",
+        units_key: str = "spike_units",
+        events_key: str = "event_times",
+        units: Sequence[int] | None = None,
+        counts: str = "binarise",
+    ) -> None:
+        self.path, self.bin_width, self.window = path, bin_width, list(window)
+        self.keys = {"times_key": times_key, "units_key": units_key, "events_key": events_key}
+        self.units = None if units is None else list(units)
+        self.counts = counts
+
+    def load(self) -> np.ndarray:
+        return load_spike_times(
+            self.path, self.bin_width, self.window, units=self.units, counts=self.counts, **self.keys
+        )
+
+    def describe(self) -> str:
+        return (
+            f"spike times: {self.path}, bins of {self.bin_width} s in {self.window} s around each event ({self.layout})"
+        )
+
+
+class NWBData(DataSource):
+    """An NWB file's units and trials (:func:`load_nwb`)."""
+
+    layout = "T = bins in the window around each trial's align_to time, R = trials, N = units"
+
+    def __init__(
+        self,
+        path: str,
+        bin_width: float = 0.005,
+        window: Sequence[float] = (0.0, 0.5),
+        align_to: str = "start_time",
+        units: Sequence[int] | None = None,
+        counts: str = "binarise",
+    ) -> None:
+        self.path, self.bin_width, self.window, self.align_to = path, bin_width, list(window), align_to
+        self.units = None if units is None else list(units)
+        self.counts = counts
+
+    def load(self) -> np.ndarray:
+        return load_nwb(self.path, self.bin_width, self.window, self.align_to, units=self.units, counts=self.counts)
+
+    def describe(self) -> str:
+        return (
+            f"nwb: {self.path}, bins of {self.bin_width} s in {self.window} s around trials.{self.align_to} "
+            f"({self.layout})"
+        )

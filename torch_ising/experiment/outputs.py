@@ -1,0 +1,459 @@
+"""What an experiment writes: results, summary, figures, checkpoints and the sweep table.
+
+Every file is written atomically: the bytes go to a temporary file in the
+destination's directory, which is flushed, synced and then renamed over the
+destination with :func:`os.replace`. A run killed at any moment therefore
+leaves either the complete previous file or none, never a truncated one; the
+temporary file is removed when the write fails or the process is stopped by
+an exception (SIGTERM is turned into one by the CLI).
+
+Everything is readable with numpy alone and nothing is ever unpickled:
+``np.load(path, allow_pickle=False)`` opens results and checkpoints; text
+(the resolved config YAML, the summary JSON) is stored as 0-d unicode arrays.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+__all__ = [
+    "atomic_write",
+    "write_text",
+    "write_json",
+    "save_npz",
+    "load_npz",
+    "save_figure",
+    "result_arrays",
+    "save_results",
+    "load_results",
+    "format_summary",
+    "save_checkpoint",
+    "load_checkpoint",
+    "FIGURES",
+    "save_figures",
+    "collect_summaries",
+    "write_sweep_table",
+]
+
+
+# --------------------------------------------------------------------------------------------- atomic files
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write a file atomically: ``write(fh)`` fills a temporary file, then it is renamed to ``path``.
+
+    Args:
+        path: destination; its directory is created when missing.
+        write: callback that writes the content into the binary file handle it is given.
+
+    Returns:
+        the destination path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 text atomically."""
+    data = text.encode("utf-8")
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: str | os.PathLike, obj: Mapping[str, Any]) -> Path:
+    """Write a JSON document atomically (non-finite floats become null)."""
+    return write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
+
+
+def _as_array(name: str, value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, str):
+        return np.array(value, dtype=np.str_)
+    a = np.asarray(value)
+    if a.dtype == object:
+        raise ValueError(f"{name}: cannot store an object array without pickling; got {type(value).__name__}")
+    return a
+
+
+def save_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> Path:
+    """Save numeric arrays, scalars and strings to an .npz atomically (no object arrays, no pickle).
+
+    ``None`` values are skipped; strings become 0-d unicode arrays.
+    """
+    converted = {k: _as_array(k, v) for k, v in arrays.items() if v is not None}
+    return atomic_write(path, lambda fh: np.savez(fh, **converted))
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, Any]:
+    """Load an .npz with numpy alone (``allow_pickle=False``); 0-d arrays become Python scalars or str."""
+    out: dict[str, Any] = {}
+    with np.load(path, allow_pickle=False) as z:
+        for k in z.files:
+            a = z[k]
+            out[k] = a.item() if a.ndim == 0 else a
+    return out
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    try:
+        return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight"))
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+def result_arrays(result: Any) -> dict[str, Any]:
+    """The fields of a :class:`~torch_ising.StateSpaceResult` as numpy arrays and scalars (no None, no objects)."""
+    out: dict[str, Any] = {}
+    for k, v in result.to_numpy().items():
+        if isinstance(v, (list, tuple)):
+            v = np.asarray(v, dtype=np.float64)
+        out[k] = v
+    return out
+
+
+def save_results(
+    path: str | os.PathLike,
+    arrays: Mapping[str, Any],
+    config_yaml: str,
+    summary: Mapping[str, Any],
+) -> Path:
+    """Write the results file: the fit's arrays, the resolved config YAML and the summary.
+
+    Keys: every array of ``arrays`` (theta_s, sigma_s, eta_s, mll_list, Q, F, ...),
+    ``config_yaml`` (the resolved config, a 0-d string) and ``summary_json``
+    (a 0-d string). Read it back with :func:`load_results` or
+    ``np.load(path, allow_pickle=False)``.
+    """
+    content = dict(arrays)
+    content["config_yaml"] = config_yaml
+    content["summary_json"] = json.dumps(_jsonable(dict(summary)))
+    return save_npz(path, content)
+
+
+def load_results(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a results file with numpy alone; ``summary`` is the decoded summary dict."""
+    out = load_npz(path)
+    if "summary_json" in out:
+        out["summary"] = json.loads(out.pop("summary_json"))
+    return out
+
+
+_SUMMARY_ROWS = (
+    ("data", "data"),
+    ("N", "N"),
+    ("T", "T"),
+    ("R", "R"),
+    ("order", "order"),
+    ("D", "D"),
+    ("mll", "mll"),
+    ("AIC", "aic"),
+    ("BIC", "bic"),
+    ("k", "k"),
+    ("iterations", "iterations"),
+    ("converged", "converged"),
+    ("wall time (s)", "wall_time"),
+    ("device", "device"),
+)
+
+
+def format_summary(summary: Mapping[str, Any], title: str = "torch-ising summary") -> str:
+    """A plain-text block of the summary: N, T, R, order, mll, AIC, BIC, iterations, wall time."""
+    lines = [title]
+    for label, key in _SUMMARY_ROWS:
+        if key not in summary or summary[key] is None:
+            continue
+        v = summary[key]
+        if isinstance(v, float):
+            v = f"{v:.3f}" if key == "wall_time" else f"{v:.6f}"
+        lines.append(f"  {label:<14} {v}")
+    if summary.get("resumed_from"):
+        lines.append(f"  {'resumed from':<14} iteration {summary['resumed_from']}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    params: Any,
+    iteration: int,
+    mll_list: Sequence[float],
+    meta: Mapping[str, Any],
+) -> Path:
+    """Write the EM state after ``iteration`` iterations atomically.
+
+    Args:
+        path: the checkpoint file (.npz).
+        params: a :class:`~torch_ising.StateSpaceParams` (mu, Sigma, Q, F, U), batched.
+        iteration: EM iterations done.
+        mll_list: l after each iteration so far.
+        meta: what the checkpoint was written for (N, D, order, ...), checked on resume.
+    """
+    arrays: dict[str, Any] = {f"param_{name}": getattr(params, name) for name in params._fields}
+    arrays["iteration"] = np.int64(iteration)
+    arrays["mll_list"] = np.asarray(list(mll_list), dtype=np.float64)
+    arrays["meta_json"] = json.dumps(_jsonable(dict(meta)))
+    return save_npz(path, arrays)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray | None], int, list[float], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Returns:
+        (params by name as arrays, None for a missing U), iteration, mll_list, meta.
+    """
+    z = load_npz(path)
+    names = ("mu", "Sigma", "Q", "F", "U")
+    params = {name: z.get(f"param_{name}") for name in names}
+    return params, int(z["iteration"]), np.atleast_1d(z["mll_list"]).tolist(), json.loads(z["meta_json"])
+
+
+# --------------------------------------------------------------------------------------------- figures
+
+#: Largest N for figures that need exact moments over 2^N patterns.
+EXACT_FIGURE_MAX_N = 16
+#: Most parameters drawn per order in the theta / eta figures.
+MAX_TRACES = 8
+
+
+def _trajectory_figure(values: Any, ctx: Mapping[str, Any], symbol: str, title: str, truth: Any = None) -> Any:
+    """Two panels (first-order, higher-order parameters), at most MAX_TRACES traces each."""
+    import matplotlib.pyplot as plt
+
+    from ..plotting import plot_trajectories
+
+    r = ctx["result"]
+    groups = [list(range(min(r.N, MAX_TRACES)))]
+    if r.D > r.N:
+        groups.append(list(range(r.N, min(r.D, r.N + MAX_TRACES))))
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8.0, 3.2 * len(groups)), sharex=True, squeeze=False)
+    for ax, indices in zip(axes[:, 0], groups, strict=True):
+        plot_trajectories(values, truth=truth, indices=indices, N=r.N, order=r.order, symbol=symbol, ax=ax)
+        ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[0, 0].set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _fig_theta(ctx: Mapping[str, Any]) -> Any:
+    from ..intervals import gaussian_intervals
+
+    r = ctx["result"]
+    band = gaussian_intervals(r.theta_s, r.sigma_s, level=0.9)
+    truth = ctx.get("theta_true")
+    if truth is not None and tuple(np.shape(truth)) != tuple(r.theta_s.shape):
+        truth = None
+    title = "smoothed theta, 90% credible bands" + (" (dashed: truth)" if truth is not None else "")
+    return _trajectory_figure(band, ctx, "theta", title, truth)
+
+
+def _fig_eta(ctx: Mapping[str, Any]) -> Any:
+    return _trajectory_figure(ctx["result"].eta_s, ctx, "eta", "smoothed eta: firing and joint firing probabilities")
+
+
+def _fig_mll(ctx: Mapping[str, Any]) -> Any:
+    from ..plotting import plot_mll
+
+    fig, _ = plot_mll(ctx["mll_list"])
+    return fig
+
+
+def _fig_thermodynamics(ctx: Mapping[str, Any]) -> Any:
+    from ..plotting import plot_thermodynamics
+    from ..thermodynamics import thermodynamics
+
+    r = ctx["result"]
+    if r.N > EXACT_FIGURE_MAX_N:
+        return None
+    fig, _ = plot_thermodynamics(thermodynamics(r.theta_s, r.N, r.order))
+    return fig
+
+
+def _fig_raster(ctx: Mapping[str, Any]) -> Any:
+    from ..plotting import plot_raster
+
+    spikes = ctx.get("spikes")
+    if spikes is None:
+        return None
+    fig, _ = plot_raster(spikes, t=0)
+    return fig
+
+
+#: Figures a run can draw, by name: each takes the run's context and returns a figure (or None to skip).
+FIGURES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "theta": _fig_theta,
+    "eta": _fig_eta,
+    "mll": _fig_mll,
+    "thermodynamics": _fig_thermodynamics,
+    "raster": _fig_raster,
+}
+
+
+def check_figure_names(names: Iterable[str]) -> list[str]:
+    """Expand ``["all"]`` and check every name is in :data:`FIGURES`."""
+    names = list(names)
+    if "all" in names:
+        return list(FIGURES)
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise ValueError(f"output.figures: unknown figure(s) {unknown}; choose from all, {', '.join(FIGURES)}")
+    return names
+
+
+def save_figures(
+    names: Iterable[str], ctx: Mapping[str, Any], directory: str | os.PathLike, dpi: int = 100
+) -> list[Path]:
+    """Draw the named figures (see :data:`FIGURES`) and save each as ``<directory>/<name>.png``.
+
+    Args:
+        names: figure names, or ["all"].
+        ctx: the run's context: ``result`` (StateSpaceResult), ``mll_list``,
+            optionally ``spikes`` (T, R, N) and ``theta_true`` (T, D).
+        directory: where to write the PNG files.
+        dpi: resolution.
+
+    Returns:
+        the paths written (figures that do not apply, e.g. exact ones for large N, are skipped).
+    """
+    written = []
+    for name in check_figure_names(names):
+        fig = FIGURES[name](ctx)
+        if fig is not None:
+            written.append(save_figure(fig, Path(directory) / f"{name}.png", dpi=dpi))
+    return written
+
+
+# --------------------------------------------------------------------------------------------- sweeps
+
+_TABLE_COLUMNS = (
+    "job",
+    "order",
+    "N",
+    "T",
+    "R",
+    "k",
+    "mll",
+    "aic",
+    "bic",
+    "iterations",
+    "converged",
+    "wall_time",
+    "overrides",
+    "output_dir",
+)
+
+
+def collect_summaries(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read ``summary.json`` of every run under a sweep directory (one level down), in job order."""
+    rows = []
+    for path in sorted(Path(sweep_dir).glob("*/summary.json")):
+        with open(path, encoding="utf-8") as fh:
+            row = json.load(fh)
+        row.setdefault("job", path.parent.name)
+        rows.append(row)
+
+    def key(row: Mapping[str, Any]) -> tuple[int, str]:
+        job = str(row.get("job", ""))
+        return (int(job), job) if job.isdigit() else (1 << 30, job)
+
+    return sorted(rows, key=key)
+
+
+def write_sweep_table(sweep_dir: str | os.PathLike, dpi: int = 100) -> list[Path]:
+    """Tabulate mll, AIC and BIC of every run of a sweep: ``comparison.csv`` and ``comparison.txt``.
+
+    When the runs differ only in their order (one data set), ``comparison_aic.png``
+    shows AIC by order with the best one highlighted.
+
+    Returns:
+        the files written (none when the sweep has no finished run).
+    """
+    sweep_dir = Path(sweep_dir)
+    rows = collect_summaries(sweep_dir)
+    if not rows:
+        return []
+    table = []
+    for row in rows:
+        entry = {c: row.get(c) for c in _TABLE_COLUMNS}
+        entry["overrides"] = " ".join(row.get("overrides") or [])
+        table.append(entry)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(_TABLE_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    written = [write_text(sweep_dir / "comparison.csv", buf.getvalue())]
+
+    finite = [r for r in table if isinstance(r["aic"], (int, float)) and isinstance(r["bic"], (int, float))]
+    best_aic = min(finite, key=lambda r: r["aic"])["job"] if finite else None
+    best_bic = min(finite, key=lambda r: r["bic"])["job"] if finite else None
+    header = f"{'job':>4} {'order':>5} {'N':>4} {'T':>5} {'R':>5} {'k':>5} {'mll':>14} {'AIC':>14} {'BIC':>14}"
+    header += "  overrides"
+    lines = [header]
+    for r in table:
+        mark = ("*" if r["job"] == best_aic else " ") + ("+" if r["job"] == best_bic else " ")
+
+        def num(v: Any) -> str:
+            return f"{v:14.4f}" if isinstance(v, (int, float)) else f"{'-':>14}"
+
+        lines.append(
+            f"{r['job']!s:>4} {r['order']!s:>5} {r['N']!s:>4} {r['T']!s:>5} {r['R']!s:>5} {r['k']!s:>5} "
+            f"{num(r['mll'])} {num(r['aic'])} {num(r['bic'])}{mark} {r['overrides']}"
+        )
+    lines.append("* lowest AIC, + lowest BIC")
+    written.append(write_text(sweep_dir / "comparison.txt", "\n".join(lines) + "\n"))
+
+    orders = [r["order"] for r in finite]
+    same_data = len({(r["N"], r["T"], r["R"]) for r in finite}) == 1
+    if len(finite) >= 2 and same_data and len(set(orders)) == len(orders):
+        from ..plotting import plot_aic
+
+        by_order = sorted(finite, key=lambda r: r["order"])
+        fig, _ = plot_aic([r["order"] for r in by_order], [r["aic"] for r in by_order])
+        written.append(save_figure(fig, sweep_dir / "comparison_aic.png", dpi=dpi))
+    return written
