@@ -33,5 +33,5 @@ def log_marginal(obs: ObservationModel, filt: FilterResult) -> torch.Tensor:
             z = torch.linalg.solve_triangular(Lp, diff.unsqueeze(-1), upper=False).squeeze(-1)
             quad = (z * z).sum(-1)
             logdet_p = 2.0 * torch.diagonal(Lp, dim1=-2, dim2=-1).log().sum(-1)
-            logdet_f = torch.linalg.slogdet(filt.sigma_f)[1]
+            logdet_f = 2.0 * torch.diagonal(torch.linalg.cholesky(filt.sigma_f), dim1=-2, dim2=-1).log().sum(-1)
         return (ll - 0.5 * quad + 0.5 * logdet_f - 0.5 * logdet_p).sum(-1)
