@@ -34,8 +34,17 @@ def _exact_observation(y: torch.Tensor, R: int, N: int, order: int, spikes: torc
     return ExactIsing(y, R, N, order)
 
 
+def _pseudo_observation(y: torch.Tensor, R: int, N: int, order: int, spikes: torch.Tensor, **opts: Any):
+    from ..approx.pseudo import build_pseudo_observation
+
+    return build_pseudo_observation(y, R, N, order, spikes, **opts)
+
+
 #: Registry of observation models: method -> builder(y (B,T,D), R, N, order, spikes (B,T,R,N), **opts).
-OBSERVATION_MODELS: dict[str, Callable[..., ObservationModel]] = {"exact": _exact_observation}
+OBSERVATION_MODELS: dict[str, Callable[..., ObservationModel]] = {
+    "exact": _exact_observation,
+    "pseudo": _pseudo_observation,
+}
 
 
 def resolve_device(device: torch.device | str | None, fallback: torch.device) -> torch.device:
