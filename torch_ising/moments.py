@@ -22,6 +22,7 @@ order (see :mod:`torch_ising.basis`) unless ``seed_order=False``.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import NamedTuple
 
 import torch
@@ -150,13 +151,36 @@ def _tracks_grad(t: torch.Tensor) -> bool:
     return bool(wrapped(t)) if wrapped is not None else False
 
 
+#: Up to this N the transforms are two small matrix products (see :func:`_transform`).
+KRONECKER_MAX_N = 14
+
+
+@lru_cache(maxsize=64)
+def _zeta_matrix(k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Z[a, b] = 1 when the bit set a is a subset of b, for a, b < 2^k."""
+    m = torch.arange(2**k, device=device)
+    return ((m[:, None] & m[None, :]) == m[:, None]).to(dtype)
+
+
 def _transform(v: torch.Tensor, N: int, superset: bool, inplace: bool) -> torch.Tensor:
     """Subset-sum (superset=False) or superset-sum transform over the last dim (2^N).
 
     Pass i adds the entries without bit i into those with bit i (subset sum),
     or the other way round (superset sum); N passes, N 2^N adds.
+
+    For N <= KRONECKER_MAX_N the same linear map is applied as two small
+    matrix products: the transform over N bits is the Kronecker product of the
+    transforms over the high and the low bits, so with V[h, l] = v[h 2^k + l],
+    subset sums are Z_h^T V Z_l and superset sums Z_h V Z_l^T.
     """
     batch = v.shape[:-1]
+    if 2 <= N <= KRONECKER_MAX_N:
+        k = N // 2
+        Zl = _zeta_matrix(k, v.dtype, v.device)
+        Zh = _zeta_matrix(N - k, v.dtype, v.device)
+        V = v.reshape(*batch, 2 ** (N - k), 2**k)
+        W = Zh @ V @ Zl.T if superset else Zh.T @ V @ Zl
+        return W.reshape(*batch, 2**N)
     src, dst = (1, 0) if superset else (0, 1)
     for i in range(N):
         w = v.reshape(*batch, 2 ** (N - 1 - i), 2, 2**i)

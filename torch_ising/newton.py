@@ -88,10 +88,17 @@ def newton_ascent(
         step = torch.ones_like(f)
         accepted = done.clone()
         x_new, f_new, g_new, H_new = x, f, g, H
-        for _ in range(max_halvings):
+        for k in range(max_halvings):
             cand = x + step[:, None] * d
             fc, gc, Hc = objective(cand)
             ok = (~accepted) & torch.isfinite(fc) & (fc >= f + 1e-4 * step * slope)
+            if k == 0 and bool((ok | accepted).all()):  # the full step is accepted everywhere (the usual case)
+                keep = accepted.view(-1, *([1] * (H.ndim - 1)))
+                x_new = torch.where(accepted[:, None], x, cand)
+                f_new, g_new = torch.where(accepted, f, fc), torch.where(accepted[:, None], g, gc)
+                H_new = torch.where(keep, H, Hc)
+                accepted = accepted | ok
+                break
             x_new = torch.where(ok[:, None], cand, x_new)
             f_new = torch.where(ok, fc, f_new)
             g_new = torch.where(ok[:, None], gc, g_new)
