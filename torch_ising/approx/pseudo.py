@@ -1,0 +1,488 @@
+"""Pseudo-likelihood of the Ising model, and the observation model that puts it in the filter.
+
+Any order is supported. The pseudo-log-likelihood of R patterns x_r (MODEL.md
+section 5; Besag 1975) replaces R [y . theta - psi(theta)] by
+
+    PL(theta) = sum_r sum_i log p(x_{r,i} | x_{r,-i}, theta)
+              = sum_r sum_i [ x_{r,i} h_{r,i} - log(1 + exp(h_{r,i})) ],
+    h_{r,i}   = sum_{S containing i} theta_S prod_{j in S, j != i} x_{r,j},
+
+so no sum over 2^N patterns is needed. With s = sigmoid(h), w = s (1 - s) and
+a_{r,i,S} = dh_{r,i}/dtheta_S = prod_{j in S, j != i} x_{r,j} (zero unless i in S):
+
+    grad_S   = sum_r sum_{i in S} (x_{r,i} - s_{r,i}) a_{r,i,S},
+    hess_ST  = -sum_r sum_{i in S and T} w_{r,i} a_{r,i,S} a_{r,i,T},
+    hess_SS  = -sum_r sum_{i in S} w_{r,i} a_{r,i,S}          (a is 0/1).
+
+Pairwise models use matrix products (h = theta_1 + x J); other orders gather
+the products a_{r,i,S} over the subsets containing each neuron. Everything is
+batched over bins, trials, data sets and neurons.
+
+How :class:`PseudoLikelihood` plugs into the Laplace filter (Donner et al. 2017):
+
+* the filtered mean is the mode of PL_t(theta) - 1/2 (theta - theta_{t|t-1})^T
+  W_{t|t-1}^{-1} (theta - theta_{t|t-1}) (``log_lik`` / ``value_grad_hess``: the
+  pseudo-log-likelihood of the R trials of bin t, closed-form gradient, and
+  Hessian diagonal (``diagonal=True``) or full Hessian);
+* the filtered covariance is W_{t|t} = (R diag(G~) + W_{t|t-1}^{-1})^{-1}, with
+  the Fisher diagonal G~_SS = eta~_S (1 - eta~_S) of the approximate eta~ at the
+  mode (``precision``; ``covariance="fisher"``, the 2017 scheme), or the negative
+  pseudo-log-likelihood Hessian (``covariance="pseudo"``);
+* the log marginal likelihood uses R [y_t . theta - psi~(theta)] with the
+  approximate psi~ (``marginal_log_lik``);
+* eta_s = eta~(theta_s) (``expectation``).
+
+The published library, like this diagonal scheme, assumes F = I (no learned
+autoregressive F): ``fit(method="pseudo", state_ar=...)`` is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.nn.functional import softplus
+
+from .._validation import check_N_order, check_spikes, n_params
+from ..basis import sufficient_stats
+from ..newton import NewtonResult
+from ..synthesis import _neighbour_index
+from ._common import ApproxMoments, split_pairwise
+from .registry import ETA_METHODS, approx_moments
+
+try:  # the lead's observation-model base class
+    from ..statespace.observation import ObservationModel
+except ImportError:  # pragma: no cover - statespace not present
+    ObservationModel = object  # type: ignore[misc,assignment]
+
+__all__ = [
+    "local_fields",
+    "pseudo_log_likelihood",
+    "pseudo_value_grad_hess",
+    "pseudo_hessian_vector",
+    "PseudoLikelihood",
+    "build_pseudo_observation",
+    "COVARIANCES",
+]
+
+#: How the filtered covariance is formed (see the module docstring).
+COVARIANCES = ("fisher", "pseudo")
+
+
+def _check(theta: torch.Tensor, spikes: torch.Tensor, N: int, order: int) -> tuple[torch.Tensor, int, int]:
+    N, order = check_N_order(N, order)
+    D = n_params(N, order)
+    if not isinstance(theta, torch.Tensor) or not theta.is_floating_point():
+        raise ValueError("theta must be a floating-point torch.Tensor of shape (..., D)")
+    if theta.ndim < 1 or theta.shape[-1] != D:
+        raise ValueError(
+            f"theta must have shape (..., D) with D={D} for N={N}, order={order}; got {tuple(theta.shape)}"
+        )
+    if not isinstance(spikes, torch.Tensor):
+        raise ValueError("spikes must be a torch.Tensor of shape (..., R, N)")
+    if spikes.ndim < 2 or spikes.shape[-1] != N:
+        raise ValueError(f"spikes must have shape (..., R, N) with N={N}; got {tuple(spikes.shape)}")
+    return spikes.to(theta.dtype), N, order
+
+
+def _products(x: torch.Tensor, N: int, order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """a_{r,i,k} = prod_{j in S_k(i), j != i} x_{r,j} for the K subsets S_k(i) containing i.
+
+    Returns (a (..., R, N, K), params (N, K) index of theta_S, padded with D).
+    """
+    params_np, others_np = _neighbour_index(N, order)
+    params = torch.from_numpy(params_np).to(x.device)
+    others = torch.from_numpy(others_np).to(x.device)
+    xp = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)
+    return xp[..., others].prod(-1), params
+
+
+def local_fields(theta: torch.Tensor, spikes: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
+    """h_{r,i} = sum_{S containing i} theta_S prod_{j in S, j != i} x_{r,j}, shape (..., R, N).
+
+    Args:
+        theta: natural parameters (..., D).
+        spikes: binary patterns (..., R, N); leading dimensions broadcast with theta's.
+        N: number of neurons.
+        order: interaction order.
+    """
+    x, N, order = _check(theta, spikes, N, order)
+    return _fields(theta, x, N, order)
+
+
+def _fields(theta: torch.Tensor, x: torch.Tensor, N: int, order: int) -> torch.Tensor:
+    if order == 1:
+        return theta[..., None, :].expand(*torch.broadcast_shapes(theta.shape[:-1], x.shape[:-2]), *x.shape[-2:])
+    if order == 2:
+        h, J = split_pairwise(theta, N)
+        return h[..., None, :] + x @ J
+    a, params = _products(x, N, order)
+    th = torch.cat([theta, theta.new_zeros(*theta.shape[:-1], 1)], dim=-1)[..., params]  # (..., N, K)
+    return (a * th[..., None, :, :]).sum(-1)
+
+
+def pseudo_log_likelihood(theta: torch.Tensor, spikes: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
+    """PL(theta) = sum_r sum_i [x_{r,i} h_{r,i} - log(1 + exp(h_{r,i}))], shape (...). Differentiable.
+
+    Args:
+        theta: natural parameters (..., D), e.g. (T, D) for all bins or (B, D).
+        spikes: binary patterns (..., R, N) matching theta's leading dimensions
+            (e.g. (T, R, N)); they broadcast.
+        N: number of neurons.
+        order: interaction order (any).
+
+    Returns:
+        The pseudo-log-likelihood summed over trials and neurons, shape (...).
+    """
+    x, N, order = _check(theta, spikes, N, order)
+    h = _fields(theta, x, N, order)
+    return (x * h - softplus(h)).sum((-1, -2))
+
+
+def _scatter(values: torch.Tensor, params: torch.Tensor, D: int) -> torch.Tensor:
+    """Sum values (..., N, K) into (..., D) at params (N, K) (index D is the dropped pad)."""
+    out = values.new_zeros(*values.shape[:-2], D + 1)
+    out = out.index_add(-1, params.reshape(-1), values.reshape(*values.shape[:-2], -1))
+    return out[..., :D]
+
+
+def pseudo_value_grad_hess(
+    theta: torch.Tensor, spikes: torch.Tensor, N: int, order: int = 2, diagonal: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Closed-form PL, its gradient and its Hessian (diagonal or full); see the module docstring.
+
+    Args:
+        theta: natural parameters (..., D).
+        spikes: binary patterns (..., R, N).
+        N: number of neurons.
+        order: interaction order (any).
+        diagonal: return the Hessian diagonal (..., D) instead of (..., D, D).
+
+    Returns:
+        value (...), grad (..., D), hess (..., D) or (..., D, D).
+    """
+    x, N, order = _check(theta, spikes, N, order)
+    D = theta.shape[-1]
+    h = _fields(theta, x, N, order)
+    s = torch.sigmoid(h)
+    value = (x * h - softplus(h)).sum((-1, -2))
+    e = x - s
+    w = s * (1.0 - s)
+    if order == 2 and diagonal:
+        iu = torch.triu_indices(N, N, 1, device=theta.device)
+        M = e.transpose(-1, -2) @ x  # M_ij = sum_r e_ri x_rj
+        grad = torch.cat([e.sum(-2), (M + M.transpose(-1, -2))[..., iu[0], iu[1]]], dim=-1)
+        Wx = w.transpose(-1, -2) @ x
+        hess = -torch.cat([w.sum(-2), (Wx + Wx.transpose(-1, -2))[..., iu[0], iu[1]]], dim=-1)
+        return value, grad, hess
+    if order == 1:
+        grad = e.sum(-2)
+        hd = -w.sum(-2)
+        return value, grad, hd if diagonal else torch.diag_embed(hd)
+    a, params = _products(x, N, order)  # (..., R, N, K)
+    grad = _scatter(torch.einsum("...rn,...rnk->...nk", e, a), params, D)
+    if diagonal:
+        return value, grad, -_scatter(torch.einsum("...rn,...rnk->...nk", w, a), params, D)
+    C = torch.einsum("...rnk,...rnl->...nkl", a * w[..., None], a)  # (..., N, K, K)
+    idx = (params[:, :, None] * (D + 1) + params[:, None, :]).reshape(-1)
+    H = C.new_zeros(*C.shape[:-3], (D + 1) ** 2).index_add(-1, idx, C.reshape(*C.shape[:-3], -1))
+    H = H.reshape(*C.shape[:-3], D + 1, D + 1)[..., :D, :D]
+    return value, grad, -H
+
+
+def pseudo_hessian_vector(
+    theta: torch.Tensor, spikes: torch.Tensor, v: torch.Tensor, N: int, order: int = 2
+) -> torch.Tensor:
+    """Matrix-free Hessian-vector product of the pseudo-log-likelihood, (hess PL) v, shape (..., D).
+
+        (hess PL v)_S = -sum_r sum_{i in S} w_{r,i} z_{r,i} a_{r,i,S},   z_{r,i} = sum_T a_{r,i,T} v_T,
+
+    which costs as much as one gradient (for pairwise models z = v_1 + x V, with V
+    the symmetric matrix of the pair entries of v). No D x D matrix is formed.
+
+    Args:
+        theta: natural parameters (..., D).
+        spikes: binary patterns (..., R, N).
+        v: vectors (..., D).
+        N: number of neurons.
+        order: interaction order (any).
+    """
+    x, N, order = _check(theta, spikes, N, order)
+    s = torch.sigmoid(_fields(theta, x, N, order))
+    return _hess_vec(s * (1.0 - s), x, v, N, order)
+
+
+def _hess_vec(w: torch.Tensor, x: torch.Tensor, v: torch.Tensor, N: int, order: int) -> torch.Tensor:
+    D = v.shape[-1]
+    if order == 1:
+        return -w.sum(-2) * v
+    if order == 2:
+        v1, V = split_pairwise(v, N)
+        u = w * (v1[..., None, :] + x @ V)
+        iu = torch.triu_indices(N, N, 1, device=v.device)
+        M = u.transpose(-1, -2) @ x
+        return -torch.cat([u.sum(-2), (M + M.transpose(-1, -2))[..., iu[0], iu[1]]], dim=-1)
+    a, params = _products(x, N, order)
+    vp = torch.cat([v, v.new_zeros(*v.shape[:-1], 1)], dim=-1)[..., params]  # (..., N, K)
+    z = (a * vp[..., None, :, :]).sum(-1)  # (..., R, N)
+    return -_scatter(torch.einsum("...rn,...rnk->...nk", w * z, a), params, D)
+
+
+class PseudoLikelihood(ObservationModel):
+    """Observation model of the Donner et al. (2017) scheme: pseudo-likelihood mode, approximate moments.
+
+    Args:
+        spikes: binary spikes (B, T, R, N) (or (T, R, N) for one data set).
+        order: interaction order (any for the pseudo-likelihood; the eta
+            method must support it: TAP and Bethe need order <= 2).
+        eta_method: a name in :data:`torch_ising.approx.registry.ETA_METHODS`
+            ("tap", "bethe_bp", "bethe_cccp", "bethe_hybrid", "mc", "exact").
+        eta_options: keyword options for the eta method (tolerances, damping...).
+        diagonal: keep diagonal covariances (the 2017 scheme, D up to many
+            thousands); False keeps full D x D covariances (small D only).
+        covariance: "fisher" (R eta~ (1 - eta~) diagonal; with ``diagonal=False``
+            only for ``eta_method="exact"``, which gives the full Fisher) or
+            "pseudo" (the negative pseudo-log-likelihood Hessian).
+        y: the sufficient statistics (B, T, D) if already computed.
+        R: trials per bin (default: spikes.shape[-2]).
+
+    Attributes:
+        B, T, D, R, N, order: sizes.
+        diagonal: whether the filter keeps diagonal covariances.
+        separate_precision: True with ``covariance="fisher"``: the filter takes
+            the covariance from :meth:`precision`, not from the mode search's Hessian.
+    """
+
+    def __init__(
+        self,
+        spikes: Any,
+        order: int = 2,
+        *,
+        eta_method: str = "tap",
+        eta_options: dict[str, Any] | None = None,
+        diagonal: bool = True,
+        covariance: str = "fisher",
+        y: torch.Tensor | None = None,
+        R: int | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        x = check_spikes(spikes, (3, 4))
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        self.x = x.to(dtype)
+        self.B, self.T, R_x, N = x.shape
+        self.N, self.order = check_N_order(N, order)
+        self.D = n_params(self.N, self.order)
+        self.R = int(R_x if R is None else R)
+        if eta_method not in ETA_METHODS:
+            raise ValueError(f"eta_method must be one of {sorted(ETA_METHODS)}, got {eta_method!r}")
+        if covariance not in COVARIANCES:
+            raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
+        if not diagonal and covariance == "fisher" and eta_method != "exact":
+            raise ValueError(
+                "covariance='fisher' with full covariances (diagonal=False) needs the full Fisher matrix, which "
+                f"eta_method={eta_method!r} does not give; use covariance='pseudo' or diagonal=True"
+            )
+        if y is None:
+            y = torch.stack([sufficient_stats(self.x[b], self.order, dtype=dtype) for b in range(self.B)])
+        if y.shape != (self.B, self.T, self.D):
+            raise ValueError(f"y must have shape (B, T, D) = ({self.B}, {self.T}, {self.D}); got {tuple(y.shape)}")
+        self.y = y.to(dtype)
+        self.eta_method = eta_method
+        self.eta_options = dict(eta_options or {})
+        self.diagonal = bool(diagonal)
+        self.covariance = covariance
+        self.separate_precision = covariance == "fisher"
+        # validates the eta method's support for this order now rather than inside the filter
+        probe = torch.zeros(1, self.D, dtype=dtype, device=self.x.device)
+        approx_moments(probe, self.N, self.order, eta_method, **self._quick())
+
+    def _quick(self) -> dict[str, Any]:
+        if self.eta_method == "mc":
+            return {**self.eta_options, "n_chains": 4, "n_sweeps": 2, "burn_in": 0, "with_psi": False}
+        return self.eta_options
+
+    # ------------------------------------------------------------------ filter interface
+    def log_lik(self, theta: torch.Tensor, t: int) -> torch.Tensor:
+        """Pseudo-log-likelihood of the R trials of bin t, theta (B, D) -> (B,)."""
+        return pseudo_log_likelihood(theta, self.x[:, t], self.N, self.order)
+
+    def log_lik_all(self, theta: torch.Tensor) -> torch.Tensor:
+        """Pseudo-log-likelihood of every bin, theta (B, T, D) -> (B, T)."""
+        return pseudo_log_likelihood(theta, self.x, self.N, self.order)
+
+    def value_grad_hess(self, theta: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Closed-form PL, gradient and Hessian (diagonal when ``self.diagonal``) of bin t."""
+        return pseudo_value_grad_hess(theta, self.x[:, t], self.N, self.order, diagonal=self.diagonal)
+
+    def mode(
+        self,
+        theta0: torch.Tensor,
+        t: int,
+        prior_mean: torch.Tensor,
+        prior_prec: torch.Tensor,
+        *,
+        tol: float = 1e-8,
+        scale: float | None = None,
+        max_iter: int = 100,
+        cg_max_iter: int = 100,
+    ) -> NewtonResult:
+        """The filter's mode search for bin t by truncated Newton (Newton-CG), for diagonal priors.
+
+        Maximises L(theta) = PL_t(theta) - 1/2 (theta - m)^T diag(p) (theta - m) with
+        m = ``prior_mean`` and p = ``prior_prec`` (B, D). Each Newton direction solves
+        (-hess L) d = grad L by conjugate gradients preconditioned with diag(-hess L),
+        using matrix-free Hessian-vector products (:func:`pseudo_hessian_vector`), to
+        the relative residual min(0.5, sqrt(|grad L|)) (a forcing sequence that gives
+        superlinear convergence); the step is then halved until the Armijo condition
+        holds. A diagonal Newton step (what the generic filter takes with a diagonal
+        Hessian) converges slowly when the pair parameters are coupled; this does not.
+
+        Returns:
+            :class:`torch_ising.newton.NewtonResult`; ``hess`` is the diagonal of hess L
+            (B, D); ``converged`` is max |grad L| / scale <= tol.
+        """
+        x = self.x[:, t]
+        N, order = self.N, self.order
+        scale = float(self.R if scale is None else scale)
+
+        def parts(th):
+            h = _fields(th, x, N, order)
+            s = torch.sigmoid(h)
+            e = x - s
+            w = s * (1.0 - s)
+            diff = th - prior_mean
+            val = (x * h - softplus(h)).sum((-1, -2)) - 0.5 * (prior_prec * diff * diff).sum(-1)
+            return val, e, w
+
+        def grad_hdiag(th, e, w):
+            if order == 2:
+                iu = torch.triu_indices(N, N, 1, device=th.device)
+                M = e.transpose(-1, -2) @ x
+                g = torch.cat([e.sum(-2), (M + M.transpose(-1, -2))[..., iu[0], iu[1]]], dim=-1)
+                Wx = w.transpose(-1, -2) @ x
+                hd = -torch.cat([w.sum(-2), (Wx + Wx.transpose(-1, -2))[..., iu[0], iu[1]]], dim=-1)
+            else:
+                _, g, hd = pseudo_value_grad_hess(th, x, N, order, diagonal=True)
+            return g - prior_prec * (th - prior_mean), hd - prior_prec
+
+        th = theta0.clone()
+        f, e, w = parts(th)
+        g, hd = grad_hdiag(th, e, w)
+        it = 0
+        done = (g.abs() / scale).amax(-1) <= tol
+        while it < max_iter and not bool(done.all()):
+            it += 1
+            # preconditioned CG on A d = g with A = -hess L (positive definite)
+            Minv = 1.0 / (-hd)
+            d = torch.zeros_like(g)
+            r = g.clone()
+            z = Minv * r
+            pdir = z.clone()
+            rz = (r * z).sum(-1)
+            gnorm = g.norm(dim=-1)
+            target = torch.minimum(torch.full_like(gnorm, 0.5), gnorm.sqrt()) * gnorm
+            active = ~done
+            for _ in range(cg_max_iter):
+                Ap = -_hess_vec(w, x, pdir, N, order) + prior_prec * pdir
+                pAp = (pdir * Ap).sum(-1)
+                alpha = torch.where(active & (pAp > 0), rz / pAp.clamp_min(1e-300), torch.zeros_like(rz))
+                d = d + alpha[:, None] * pdir
+                r = r - alpha[:, None] * Ap
+                active = active & (r.norm(dim=-1) > target)
+                if not bool(active.any()):
+                    break
+                z = Minv * r
+                rz_new = (r * z).sum(-1)
+                beta = torch.where(active, rz_new / rz.clamp_min(1e-300), torch.zeros_like(rz))
+                pdir = z + beta[:, None] * pdir
+                rz = rz_new
+            d = torch.where(done[:, None], torch.zeros_like(d), d)
+            slope = (g * d).sum(-1)
+            step = torch.ones_like(f)
+            accepted = done.clone()
+            th_new, f_new, e_new, w_new = th, f, e, w
+            for _ in range(40):
+                cand = th + step[:, None] * d
+                fc, ec, wc = parts(cand)
+                ok = (~accepted) & torch.isfinite(fc) & (fc >= f + 1e-4 * step * slope)
+                th_new = torch.where(ok[:, None], cand, th_new)
+                f_new = torch.where(ok, fc, f_new)
+                e_new = torch.where(ok[:, None, None], ec, e_new)
+                w_new = torch.where(ok[:, None, None], wc, w_new)
+                accepted = accepted | ok
+                if bool(accepted.all()):
+                    break
+                step = torch.where(accepted, step, 0.5 * step)
+            stalled = ~accepted
+            th, f, e, w = th_new, f_new, e_new, w_new
+            g, hd = grad_hdiag(th, e, w)
+            done = ((g.abs() / scale).amax(-1) <= tol) | stalled
+        converged = bool(((g.abs() / scale).amax(-1) <= tol).all())
+        return NewtonResult(th, f, g, hd, it, converged)
+
+    def moments(self, theta: torch.Tensor, with_psi: bool = True) -> ApproxMoments:
+        """Approximate psi, eta, Fisher diagonal of theta (..., D) by the chosen eta method."""
+        opts = dict(self.eta_options)
+        if self.eta_method == "mc" and not with_psi:
+            opts["with_psi"] = False
+        return approx_moments(theta, self.N, self.order, self.eta_method, **opts)
+
+    def precision(self, theta: torch.Tensor, t: int) -> torch.Tensor:
+        """Observation precision at the mode: R diag(eta~ (1 - eta~)) ("fisher") or -hess PL ("pseudo")."""
+        if self.covariance == "pseudo":
+            return -self.value_grad_hess(theta, t)[2]
+        if not self.diagonal:  # eta_method == "exact" (checked in __init__)
+            from ..moments import fisher
+
+            return self.R * fisher(theta, self.N, self.order)
+        return self.R * self.moments(theta, with_psi=False).fisher_diag
+
+    def marginal_log_lik(self, theta: torch.Tensor) -> torch.Tensor:
+        """R [y_t . theta_t - psi~(theta_t)] for all bins, theta (B, T, D) -> (B, T), for the mll."""
+        psi = self.moments(theta).psi
+        return self.R * ((self.y * theta).sum(-1) - psi)
+
+    def expectation(self, theta: torch.Tensor) -> torch.Tensor:
+        """Approximate eta~(theta) for theta (..., D)."""
+        return self.moments(theta, with_psi=False).eta
+
+
+def build_pseudo_observation(
+    y: torch.Tensor,
+    R: int,
+    N: int,
+    order: int,
+    spikes: torch.Tensor,
+    *,
+    eta_method: str | None = "tap",
+    eta_options: dict[str, Any] | None = None,
+    diagonal: bool = True,
+    covariance: str = "fisher",
+) -> PseudoLikelihood:
+    """Builder for ``torch_ising.statespace.model.OBSERVATION_MODELS["pseudo"]``.
+
+    Args:
+        y: sufficient statistics (B, T, D).
+        R: trials per bin.
+        N: number of neurons.
+        order: interaction order.
+        spikes: binary spikes (B, T, R, N) (after re-binning).
+        eta_method: approximation of eta and psi (default "tap").
+        eta_options: its keyword options.
+        diagonal: diagonal covariances (default) or full ones.
+        covariance: "fisher" or "pseudo" (see :class:`PseudoLikelihood`).
+    """
+    if spikes.shape[-1] != N:
+        raise ValueError(f"spikes must have shape (B, T, R, N) with N={N}; got {tuple(spikes.shape)}")
+    return PseudoLikelihood(
+        spikes,
+        order,
+        eta_method=eta_method or "tap",
+        eta_options=eta_options,
+        diagonal=diagonal,
+        covariance=covariance,
+        y=y,
+        R=R,
+        dtype=y.dtype,
+    )
