@@ -89,6 +89,7 @@ def laplace_filter(
     iters = 0
     converged = True
     separate_precision = getattr(obs, "separate_precision", False)
+    mode_search = getattr(obs, "mode", None)
     for t in range(T):
         if t == 0:
             tp, Wp = params.mu, params.Sigma
@@ -103,7 +104,11 @@ def laplace_filter(
             return v - 0.5 * (diff * Pd).sum(-1), g - Pd, H - P
 
         x0 = tp if theta_init is None else theta_init[:, t]
-        res = newton_ascent(objective, x0, tol=tol, scale=obs.R, max_iter=max_newton)
+        if diagonal and mode_search is not None:
+            # the model's own mode search (e.g. Newton-CG with Hessian-vector products)
+            res = mode_search(x0, t, tp, P, tol=tol, scale=obs.R, max_iter=max_newton)
+        else:
+            res = newton_ascent(objective, x0, tol=tol, scale=obs.R, max_iter=max_newton)
         iters += res.iterations
         converged = converged and res.converged
         theta_f[:, t] = res.x

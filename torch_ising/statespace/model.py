@@ -82,8 +82,13 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _parse_state_cov(state_cov: Any, D: int, N: int, B: int, T: int, dtype, device) -> tuple[str, torch.Tensor, bool]:
-    """Return (q_form, Q0 (B, D, D), learn_Q)."""
+def _parse_state_cov(
+    state_cov: Any, D: int, N: int, B: int, T: int, dtype, device, diagonal: bool = False
+) -> tuple[str, torch.Tensor, bool]:
+    """Return (q_form, Q0 (B, D, D) or its diagonal (B, D) when ``diagonal``, learn_Q)."""
+    if diagonal:
+        q_form, d, learn = _parse_state_cov_diag(state_cov, D, N, T, dtype, device)
+        return q_form, d.expand(B, D).clone(), learn
     eye = torch.eye(D, dtype=dtype, device=device)
     if state_cov is None or (np.ndim(state_cov) == 0 and float(state_cov) == 0.0):
         if T > 1:
@@ -120,7 +125,31 @@ def _parse_state_cov(state_cov: Any, D: int, N: int, B: int, T: int, dtype, devi
     )
 
 
-def _parse_state_ar(state_ar: Any, D: int, B: int, dtype, device) -> tuple[torch.Tensor, bool]:
+def _parse_state_cov_diag(state_cov: Any, D: int, N: int, T: int, dtype, device) -> tuple[str, torch.Tensor, bool]:
+    """The diagonal of Q0 (D,) for diagonal-covariance (approximate) fits; a full matrix is refused."""
+    if state_cov is None or (np.ndim(state_cov) == 0 and float(state_cov) == 0.0):
+        if T > 1:
+            raise ValueError("state_cov=None/0 (no state noise) is only allowed with T = 1 or stationary=True")
+        return "scalar", torch.full((D,), 0.01, dtype=dtype, device=device), False
+    q = as_tensor(state_cov, dtype=dtype, device=device)
+    if not bool(torch.isfinite(q).all()) or bool((q <= 0).any()):
+        raise ValueError("state_cov must be positive and finite")
+    if q.ndim == 0:
+        return "scalar", q.expand(D).clone(), T > 1
+    if q.ndim == 1 and q.shape[0] == 2 and D != 2:
+        return "two", torch.cat([q[0].expand(N), q[1].expand(D - N)]), T > 1
+    if q.ndim == 1 and q.shape[0] == D:
+        return "diag", q.clone(), T > 1
+    if q.ndim == 2:
+        raise ValueError("a full state_cov matrix needs full covariances (method='exact'); pass a scalar or vector")
+    raise ValueError(f"state_cov must be a scalar, [q1, q2] or a length-D vector (D={D}); got {tuple(q.shape)}")
+
+
+def _parse_state_ar(state_ar: Any, D: int, B: int, dtype, device, diagonal: bool = False) -> tuple[torch.Tensor, bool]:
+    if diagonal:
+        if state_ar is not None:
+            raise ValueError("state_ar (a learned F) needs full covariances; approximate methods assume F = I")
+        return torch.ones(B, D, dtype=dtype, device=device), False
     eye = torch.eye(D, dtype=dtype, device=device)
     if state_ar is None:
         return eye.expand(B, D, D).clone(), False
@@ -132,13 +161,21 @@ def _parse_state_ar(state_ar: Any, D: int, B: int, dtype, device) -> tuple[torch
     return F.expand(B, D, D).clone(), True
 
 
-def _parse_prior(theta_o: Any, sigma_o: Any, D: int, B: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _parse_prior(
+    theta_o: Any, sigma_o: Any, D: int, B: int, dtype, device, diagonal: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     mu = as_tensor(theta_o, dtype=dtype, device=device)
     if mu.ndim == 0:
         mu = mu.expand(D)
     if mu.shape != (D,):
         raise ValueError(f"theta_o must be a scalar or have shape (D,) = ({D},); got {tuple(mu.shape)}")
     s = as_tensor(sigma_o, dtype=dtype, device=device)
+    if diagonal:
+        if s.ndim == 0 and not float(s) > 0:
+            raise ValueError(f"sigma_o must be > 0, got {float(s)}")
+        if s.ndim > 1 or (s.ndim == 1 and s.shape != (D,)) or bool((s <= 0).any()):
+            raise ValueError(f"sigma_o must be a positive scalar or (D,) vector with D={D} for approximate fits")
+        return mu.expand(B, D).clone(), s.expand(D).expand(B, D).clone()
     if s.ndim == 0:
         if not float(s) > 0:
             raise ValueError(f"sigma_o must be > 0, got {float(s)}")
@@ -261,24 +298,24 @@ def fit(
     else:
         u_t = None
 
-    q_form, Q0, learn_Q = _parse_state_cov(state_cov, D, N, B, T, dtype, dev)
-    F0, learn_F = _parse_state_ar(state_ar, D, B, dtype, dev)
-    if T == 1:
-        learn_F = False
-    mu0, Sigma0 = _parse_prior(theta_o, sigma_o, D, B, dtype, dev)
-    U0 = None if u_t is None else torch.zeros(B, D, u_t.shape[-1], dtype=dtype, device=dev)
-    params = StateSpaceParams(mu0, Sigma0, Q0, F0, U0)
-    if init is not None:
-        params = StateSpaceParams(*(None if v is None else v.to(device=dev, dtype=dtype) for v in init))
-
     if method not in OBSERVATION_MODELS:
         raise ValueError(f"method must be one of {sorted(OBSERVATION_MODELS)}, got {method!r}")
     opts_m = dict(method_options or {})
     if eta_method is not None:
         opts_m["eta_method"] = eta_method
     obs = OBSERVATION_MODELS[method](y, R_eff, N, order, x, **opts_m)
-    if obs.diagonal:
-        params = _diagonalise(params, learn_F)
+    diag = obs.diagonal
+    q_form, Q0, learn_Q = _parse_state_cov(state_cov, D, N, B, T, dtype, dev, diag)
+    F0, learn_F = _parse_state_ar(state_ar, D, B, dtype, dev, diag)
+    if T == 1:
+        learn_F = False
+    mu0, Sigma0 = _parse_prior(theta_o, sigma_o, D, B, dtype, dev, diag)
+    U0 = None if u_t is None else torch.zeros(B, D, u_t.shape[-1], dtype=dtype, device=dev)
+    params = StateSpaceParams(mu0, Sigma0, Q0, F0, U0)
+    if init is not None:
+        params = StateSpaceParams(*(None if v is None else v.to(device=dev, dtype=dtype) for v in init))
+        if diag:
+            params = _diagonalise(params, False)
 
     if max_iter is None:
         max_iter = 100 if stop == "ssll" else 1000
