@@ -35,8 +35,9 @@ def bench(N: int, T: int, R: int, B: int, device: str) -> None:
     y = sufficient_stats(spikes.reshape(B * T, R, N), 2).reshape(B, T, D).to(device)
     obs = ExactIsing(y, R, N, 2)
     eye = torch.eye(D, dtype=torch.float64, device=device).expand(B, D, D)
-    params = StateSpaceParams(torch.zeros(B, D, dtype=torch.float64, device=device), 0.1 * eye, 0.01 * eye,
-                              eye.clone(), None)
+    params = StateSpaceParams(
+        torch.zeros(B, D, dtype=torch.float64, device=device), 0.1 * eye, 0.01 * eye, eye.clone(), None
+    )
     from torch_ising._threads import threads_for
 
     with threads_for(B * 2**N, D, device):
@@ -49,8 +50,10 @@ def bench(N: int, T: int, R: int, B: int, device: str) -> None:
         e_step(obs, params, theta_init=es.smooth.theta_s)
         sync(device)
         warm = time.perf_counter() - t0
-    print(f"N={N:>2} D={D:>4} T={T:>3} R={R} B={B:>3} {device}: E-step cold {cold:7.3f}s  warm {warm:7.3f}s"
-          f"  (Newton iterations {es.filt.newton_iterations})")
+    print(
+        f"N={N:>2} D={D:>4} T={T:>3} R={R} B={B:>3} {device}: E-step cold {cold:7.3f}s  warm {warm:7.3f}s"
+        f"  (Newton iterations {es.filt.newton_iterations})"
+    )
 
 
 def main() -> None:
@@ -72,8 +75,10 @@ def main() -> None:
         t0 = time.perf_counter()
         r = ti.fit(spikes, 2, progress=False, device=a.device)
         sync(a.device)
-        print(f"whole default fit N={N} T={T} R={a.R} {a.device}: {time.perf_counter() - t0:.1f}s, "
-              f"{r.iterations} iterations, {r.e_steps} E-steps, converged={r.converged}, mll={r.mll:.3f}")
+        print(
+            f"whole default fit N={N} T={T} R={a.R} {a.device}: {time.perf_counter() - t0:.1f}s, "
+            f"{r.iterations} iterations, {r.e_steps} E-steps, converged={r.converged}, mll={r.mll:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -40,44 +40,11 @@ import torch
 import torch_ising as ti
 from torch_ising import moments
 from torch_ising.approx import ETA_METHODS, ApproximationWarning, approx_moments
-from torch_ising.approx.pseudo import build_pseudo_observation
 from torch_ising.statespace import model as _model
 
 torch.set_default_dtype(torch.float64)
-if "pseudo" not in _model.OBSERVATION_MODELS:  # until the lead registers it in statespace/model.py
-    _model.OBSERVATION_MODELS["pseudo"] = build_pseudo_observation
 
 METHODS = ("tap", "bethe_bp", "bethe_cccp", "bethe_hybrid", "mc")
-
-
-def use_mode_hook() -> None:
-    """Let the filter use ``PseudoLikelihood.mode`` (Newton-CG) for its mode search.
-
-    A benchmark-only shim until ``statespace/filter.py`` calls ``obs.mode(x0, t, tp, P, ...)``
-    itself for diagonal observation models that define it. It wraps the filter's
-    ``newton_ascent`` and reads obs, t, the prediction and its precision from the
-    filter's objective closure; other objectives are passed through unchanged.
-    """
-    from torch_ising.approx.pseudo import PseudoLikelihood
-    from torch_ising.statespace import filter as _filter
-
-    plain = _filter.newton_ascent
-    if getattr(plain, "_mode_hook", False):
-        return
-
-    def newton_or_mode(objective, x0, **kw):
-        closure = objective.__closure__ or ()
-        cells = dict(zip(objective.__code__.co_freevars, (c.cell_contents for c in closure), strict=False))
-        obs = cells.get("obs")
-        if isinstance(obs, PseudoLikelihood) and obs.diagonal and objective.__defaults__:
-            t, tp, P = objective.__defaults__
-            return obs.mode(
-                x0, t, tp, P, tol=kw.get("tol", 1e-8), scale=kw.get("scale"), max_iter=kw.get("max_iter", 100)
-            )
-        return plain(objective, x0, **kw)
-
-    newton_or_mode._mode_hook = True  # type: ignore[attr-defined]
-    _filter.newton_ascent = newton_or_mode
 
 
 MC_OPTS = {"n_chains": 512, "n_sweeps": 200, "burn_in": 100, "n_beta": 12, "ti_chains": 512}
@@ -147,8 +114,7 @@ def breakdown() -> None:
 
 def _one_size(N: int, T: int, R: int, device: str, eta_method: str, max_iter: int, stop: str, hook: bool) -> dict:
     """Run in a subprocess: make data, then time one fit and measure its peak memory."""
-    if hook:
-        use_mode_hook()
+    del hook  # the filter uses PseudoLikelihood.mode (Newton-CG) itself
     dev = torch.device(device)
     theta = ti.generate_thetas(N, 2, T, seed=N)
     spikes = ti.generate_spikes(theta.to(dev), R, seed=N + 1)
@@ -183,7 +149,7 @@ def _one_size(N: int, T: int, R: int, device: str, eta_method: str, max_iter: in
         "converged": bool(res.converged),
         "mise": mise,
         "threads": torch.get_num_threads(),
-        "mode_search": "Newton-CG (obs.mode)" if hook else "filter's diagonal Newton",
+        "mode_search": "Newton-CG (obs.mode)",
     }
 
 
@@ -228,7 +194,7 @@ def main() -> None:
     ap.add_argument("--max-iter", type=int, default=1000)
     ap.add_argument("--stop", default="converged", choices=["converged", "ssll"])
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--mode-hook", action="store_true", help="mode search by PseudoLikelihood.mode (Newton-CG)")
+    ap.add_argument("--mode-hook", action="store_true", help=argparse.SUPPRESS)  # kept for old command lines
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:

@@ -47,8 +47,14 @@ def run_one(N: int, device: str, repeats: int) -> dict:
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"N": N, "D": D, "device": device, "best_s": min(times), "median_s": sorted(times)[len(times) // 2],
-            "peak_MiB": peak}
+    return {
+        "N": N,
+        "D": D,
+        "device": device,
+        "best_s": min(times),
+        "median_s": sorted(times)[len(times) // 2],
+        "peak_MiB": peak,
+    }
 
 
 def main() -> None:
@@ -64,11 +70,17 @@ def main() -> None:
     print(f"{'N':>3} {'D':>5} {'best':>10} {'median':>10} {'peak MiB':>9}  device")
     for N in a.N:
         reps = a.repeats if N < 24 else max(3, a.repeats // 2)
-        out = subprocess.run([sys.executable, __file__, "--one", str(N), "--device", a.device, "--repeats",
-                              str(reps)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", str(N), "--device", a.device, "--repeats", str(reps)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{r['N']:>3} {r['D']:>5} {r['best_s'] * 1e3:>8.2f}ms {r['median_s'] * 1e3:>8.2f}ms "
-              f"{r['peak_MiB']:>9.0f}  {r['device']}")
+        print(
+            f"{r['N']:>3} {r['D']:>5} {r['best_s'] * 1e3:>8.2f}ms {r['median_s'] * 1e3:>8.2f}ms "
+            f"{r['peak_MiB']:>9.0f}  {r['device']}"
+        )
 
 
 if __name__ == "__main__":
