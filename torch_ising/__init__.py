@@ -6,7 +6,8 @@ The public API a researcher types lives here; everything else is private.
 
 from __future__ import annotations
 
-from . import basis, comparison, experiment, intervals, moments, plotting, synthesis
+from . import approx, basis, comparison, experiment, intervals, moments, plotting, synthesis
+from .approx import ETA_METHODS, ApproximationWarning, ConvergenceError, PseudoLikelihood, approx_moments
 from .basis import compute_D, enumerate_patterns, rebin, subsets, sufficient_stats
 from .comparison import OrderComparison, aic, bic, compare_orders, count_hyperparameters, likelihood_gain
 from .intervals import CredibleInterval, CredibleIntervals, credible_intervals, gaussian_intervals, sample_theta
@@ -78,6 +79,12 @@ __all__ = [
     "generate_stationary_thetas",
     "generate_spikes",
     "gibbs_sample",
+    "approx",
+    "ETA_METHODS",
+    "ApproximationWarning",
+    "ConvergenceError",
+    "PseudoLikelihood",
+    "approx_moments",
     "comparison",
     "intervals",
     "plotting",
