@@ -112,3 +112,10 @@ def test_memory_refusal_message():
 def test_theta_length_validation():
     with pytest.raises(ValueError, match="theta.*D=6"):
         moments.log_partition(torch.zeros(5), 3, 2)
+
+
+def test_expectation_from_probs_matches_brute_force():
+    theta = np.random.default_rng(9).uniform(-2, 2, basis.compute_D(5, 3))
+    bf = brute_force(theta, 5, 3)
+    eta = moments.expectation_from_probs(torch.as_tensor(bf["probs"]), 5, 3)
+    np.testing.assert_allclose(to_np(eta), bf["eta"], atol=1e-12)

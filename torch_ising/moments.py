@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 
 from ._validation import check_N_order, check_positive_int, check_theta
-from .basis import features, mask_to_seed, or_index, subset_masks
+from .basis import features, mask_to_seed, or_index, seed_to_mask, subset_masks
 
 __all__ = [
     "Moments",
@@ -40,6 +40,7 @@ __all__ = [
     "log_probs",
     "probs",
     "expectation",
+    "expectation_from_probs",
     "fisher",
     "moments",
     "log_prob",
@@ -332,6 +333,18 @@ def _core(theta: torch.Tensor, N: int, order: int, what: str, grad: bool):
         idx = or_index(N, order, theta.device)
         fis = q[:, idx] - eta[:, :, None] * eta[:, None, :]
     return Moments(psi, eta, fis)
+
+
+def expectation_from_probs(p: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
+    """eta_S = P(all neurons of S fire) = sum_{x containing S} p(x), for p (..., 2^N) in seed order.
+
+    The superset-sum transform of p read at the subset masks; no 2^N x D matrix.
+    """
+    N, order = check_N_order(N, order)
+    if p.ndim < 1 or p.shape[-1] != 2**N:
+        raise ValueError(f"p must have shape (..., 2^N) = (..., {2**N}); got {tuple(p.shape)}")
+    q = _transform(seed_to_mask(p, N), N, superset=True, inplace=not _tracks_grad(p))
+    return q[..., subset_masks(N, order, p.device)]
 
 
 def log_prob(x: torch.Tensor, theta: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:

@@ -120,8 +120,7 @@ def compute_eta(p: Any) -> np.ndarray:
             f"p must have 2^N = {2**N} entries (one per pattern) for the model set by "
             f"transforms.initialise(N={N}, O={O}); got shape {tuple(pt.shape)}"
         )
-    q = _moments._transform(_basis.seed_to_mask(pt, N), N, superset=True, inplace=True)
-    return q[..., _basis.subset_masks(N, O)].numpy()
+    return _moments.expectation_from_probs(pt, N, O).numpy()
 
 
 def compute_y(spikes: Any, O: int, window: int = 1) -> np.ndarray:  # noqa: E741
