@@ -45,3 +45,18 @@ def brute_force(theta: np.ndarray, N: int, O: int) -> dict[str, np.ndarray]:
 
 def to_np(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy()
+
+
+def parity_fit_kwargs(settings: dict, D: int) -> dict:
+    """fit()/run() keyword arguments for a parity case's settings (tests/data/parity/README.md)."""
+    kw: dict = {}
+    sc = settings.get("state_cov")
+    if sc == "diag":
+        kw["state_cov"] = 0.01 * np.ones(D)
+    elif sc == "full":
+        kw["state_cov"] = 0.01 * np.eye(D)
+    elif sc is not None:
+        kw["state_cov"] = sc
+    if settings.get("state_ar") == "identity":
+        kw["state_ar"] = np.eye(D)
+    return kw

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.common import PARITY_DIR, brute_force
+from tests.common import PARITY_DIR, brute_force, parity_fit_kwargs
 from torch_ising.compat import ssll, transforms
 
 CASES = sorted(p.stem for p in PARITY_DIR.glob("*.npz"))
@@ -23,16 +23,7 @@ def _settings(case: str) -> tuple[dict, dict]:
     d = dict(np.load(PARITY_DIR / f"{case}.npz"))
     st = json.loads(str(d["settings"]))
     D = d["theta_true"].shape[1]
-    kw: dict = {"order": st["O"], "window": st.get("window", 1)}
-    sc = st.get("state_cov")
-    if sc == "diag":
-        kw["state_cov"] = 0.01 * np.ones(D)
-    elif sc == "full":
-        kw["state_cov"] = 0.01 * np.eye(D)
-    elif sc is not None:
-        kw["state_cov"] = sc
-    if st.get("state_ar") == "identity":
-        kw["state_ar"] = np.eye(D)
+    kw: dict = {"order": st["O"], "window": st.get("window", 1), **parity_fit_kwargs(st, D)}
     if st.get("stationary"):
         kw["stationary"] = True
     for key in ("param_est", "param_est_eta"):

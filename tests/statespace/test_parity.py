@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.common import PARITY_DIR
+from tests.common import PARITY_DIR, parity_fit_kwargs
 from torch_ising import fit
 
 CASES = [
@@ -23,16 +23,7 @@ def load(case):
     d = np.load(PARITY_DIR / f"{case}.npz")
     st = json.loads(str(d["settings"]))
     D = d["theta_true"].shape[1]
-    kw = {}
-    sc = st.get("state_cov")
-    if sc == "diag":
-        kw["state_cov"] = 0.01 * np.ones(D)
-    elif sc == "full":
-        kw["state_cov"] = 0.01 * np.eye(D)
-    elif sc is not None:
-        kw["state_cov"] = sc
-    if st.get("state_ar") == "identity":
-        kw["state_ar"] = np.eye(D)
+    kw = parity_fit_kwargs(st, D)
     return d, st, kw
 
 
