@@ -62,9 +62,9 @@ def test_results_roundtrip_with_numpy_alone(tmp_path):
 
 
 def test_checkpoint_roundtrip(tmp_path):
-    from torch_ising.statespace import StateSpaceParams
+    from torch_ising.statespace import EMState, StateSpaceParams
 
-    D = 3
+    D, T = 3, 4
     p = StateSpaceParams(
         torch.arange(D, dtype=torch.float64)[None],
         0.1 * torch.eye(D)[None],
@@ -72,12 +72,21 @@ def test_checkpoint_roundtrip(tmp_path):
         torch.eye(D)[None],
         None,
     )
-    path = outputs.save_checkpoint(tmp_path / "ckpt.npz", p, 7, [-3.0, -2.5], {"N": 2, "order": 2})
-    params, iteration, mll_list, meta = outputs.load_checkpoint(path)
+    theta_s = torch.randn(1, T, D, dtype=torch.float64)
+    x, g = torch.randn(1, 2 * D), torch.randn(1, 2 * D)
+    dF = torch.randn(1, 2 * D, 2)
+    state = EMState(
+        7, p, theta_s, torch.tensor([-2.5]), torch.tensor([False]), torch.tensor([0.3]), x, g, None, None, dF, -dF
+    )
+    path = outputs.save_checkpoint(tmp_path / "ckpt.npz", state, [-3.0, -2.5], {"N": 2, "order": 2})
+    arrays, iteration, mll_list, meta = outputs.load_checkpoint(path)
     assert iteration == 7 and mll_list == [-3.0, -2.5] and meta == {"N": 2, "order": 2}
     for name in ("mu", "Sigma", "Q", "F"):
-        np.testing.assert_array_equal(params[name], getattr(p, name).numpy())
-    assert params["U"] is None
+        np.testing.assert_array_equal(arrays[name], getattr(p, name).numpy())
+    for name, value in (("theta_s", theta_s), ("x", x), ("g", g), ("dF", dF), ("dG", -dF)):
+        np.testing.assert_array_equal(arrays[name], value.numpy())
+    assert arrays["U"] is None and arrays["f_prev"] is None and arrays["g_prev"] is None
+    assert arrays["converged"].dtype == bool and arrays["mll"].tolist() == [-2.5]
 
 
 def test_format_summary_lists_the_required_fields():

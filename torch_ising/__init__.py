@@ -27,6 +27,7 @@ from .moments import (
     sample,
 )
 from .statespace import (
+    EMState,
     ExactIsing,
     ObservationModel,
     StateSpaceIsing,
@@ -49,6 +50,7 @@ __all__ = [
     "StateSpaceIsing",
     "StateSpaceResult",
     "StateSpaceParams",
+    "EMState",
     "ObservationModel",
     "ExactIsing",
     "laplace_filter",

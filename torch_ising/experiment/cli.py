@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -110,8 +111,6 @@ def _state_cov(Q: Any, Q_form: str, N: int, D: int) -> Any:
     scalar: q (Q = q I); diagonal: (q, ..., q) of length D; full: q I as a (D, D)
     matrix; two_block: [q1, q2] (q1 on the N first-order entries, q2 on the others).
     """
-    import numpy as np
-
     q = list(Q) if isinstance(Q, Sequence) and not isinstance(Q, str) else [Q]
     if Q_form == "two_block":
         if D == N:
@@ -164,7 +163,7 @@ def fit_kwargs(fit_cfg: Any, model_cfg: Any, N: int) -> dict[str, Any]:
 
 
 class _Checkpointer:
-    """EM callback: keeps l per iteration and writes a checkpoint every ``every`` iterations."""
+    """EM state callback: keeps l per iteration and writes a checkpoint every ``every`` iterations."""
 
     def __init__(self, path: Path, every: int, start: int, history: list[float], meta: dict) -> None:
         self.path, self.every, self.start = path, every, start
@@ -174,14 +173,14 @@ class _Checkpointer:
         self.calls = 0
         self.written = 0
 
-    def __call__(self, iteration: int, params: Any, mll: Any) -> None:
+    def __call__(self, state: Any) -> None:
         from .outputs import save_checkpoint
 
         self.calls += 1
-        done = self.start + self.calls
-        self.history.append(float(mll.reshape(-1)[0]))
+        done = int(state.iteration)
+        self.history.append(float(state.mll.reshape(-1)[0]))
         if self.every and done - self.last_saved >= self.every:
-            save_checkpoint(self.path, params, done, self.history, self.meta)
+            save_checkpoint(self.path, state, self.history, self.meta)
             self.last_saved = done
             self.written += 1
 
@@ -189,18 +188,30 @@ class _Checkpointer:
 def _load_resume_state(path: Path, meta: Mapping[str, Any]) -> tuple[Any, int, list[float]]:
     import torch
 
-    from ..statespace import StateSpaceParams
-    from .outputs import load_checkpoint
+    from ..statespace import EMState, StateSpaceParams
+    from .outputs import PARAM_FIELDS, STATE_FIELDS, load_checkpoint
 
-    params, iteration, history, saved = load_checkpoint(path)
-    for key in ("N", "order", "D", "T_raw", "R", "method", "Q_form"):
+    arrays, iteration, history, saved = load_checkpoint(path)
+    for key in ("N", "order", "D", "T_raw", "R", "method", "Q_form", "stop", "F"):
         if saved.get(key) != meta.get(key):
             raise ValueError(
                 f"fit.resume: checkpoint {str(path)!r} was written for {key}={saved.get(key)!r} but this run has "
                 f"{key}={meta.get(key)!r}; resume with the same data and model, or set fit.resume=false"
             )
-    tensors = [None if params[n] is None else torch.from_numpy(params[n]) for n in StateSpaceParams._fields]
-    return StateSpaceParams(*tensors), iteration, history
+    missing = [name for name in ("theta_s", "mll", "converged") if arrays.get(name) is None]
+    if missing:
+        raise ValueError(
+            f"fit.resume: checkpoint {str(path)!r} lacks the EM state ({', '.join(missing)}); it was written by an "
+            "older torch-ising. Set fit.resume=false to start afresh"
+        )
+
+    def tensor(name: str) -> Any:
+        a = arrays.get(name)
+        return None if a is None else torch.from_numpy(np.asarray(a))
+
+    params = StateSpaceParams(*(tensor(n) for n in PARAM_FIELDS))
+    state = EMState(iteration, params, *(tensor(n) for n in STATE_FIELDS))
+    return state, iteration, history
 
 
 # --------------------------------------------------------------------------------------------- one run
@@ -277,21 +288,22 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
         "R": R,
         "method": fit_cfg.method,
         "Q_form": fit_cfg.Q_form,
+        "stop": fit_cfg.stop,
+        "F": fit_cfg.F,
     }
 
     ckpt_path = Path(fit_cfg.checkpoint)
     ckpt_path = ckpt_path if ckpt_path.is_absolute() else output_dir / ckpt_path
-    init, start, history = None, 0, []
+    resume, start, history = None, 0, []
     if fit_cfg.resume:
         if ckpt_path.is_file():
-            init, start, history = _load_resume_state(ckpt_path, meta)
+            resume, start, history = _load_resume_state(ckpt_path, meta)
             print(f"{_PROG}: resuming from {ckpt_path} (EM iteration {start})", flush=True)
         else:
             print(f"{_PROG}: fit.resume=true but there is no checkpoint at {ckpt_path}; starting afresh", flush=True)
-    remaining = fit_cfg.max_iter - start
     checkpointer = _Checkpointer(ckpt_path, fit_cfg.checkpoint_every, start, history, meta)
-    kwargs["max_iter"] = max(remaining, 1)
-    result = fit(spikes, model_cfg.order, **kwargs, mstep=remaining > 0, init=init, callback=checkpointer)
+    # max_iter counts the iterations before the resume too; the fit takes the uninterrupted run's steps
+    result = fit(spikes, model_cfg.order, **kwargs, resume=resume, on_state=checkpointer)
     # l per iteration: the fit's record, or (resumed) the checkpoint's record continued by this run's iterations
     mll_list = [float(m) for m in (checkpointer.history if start else result.mll_list)]
     wall_time = time.perf_counter() - t_start
@@ -314,7 +326,7 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
         "bic": float(bic(mll, k, n_obs)),
         "k": k,
         "n_obs": n_obs,
-        "iterations": start + int(result.iterations),  # EM iterations, those before a resume included
+        "iterations": int(result.iterations),  # EM iterations, those before a resume included
         "converged": bool(result.converged),
         "wall_time": wall_time,
         "fit_time": float(result.wall_time),

@@ -219,24 +219,30 @@ def format_summary(summary: Mapping[str, Any], title: str = "torch-ising summary
 # --------------------------------------------------------------------------------------------- checkpoints
 
 
+#: the fields of an EMState stored besides the hyperparameters (absent ones are None)
+STATE_FIELDS = ("theta_s", "mll", "converged", "post", "x", "g", "f_prev", "g_prev", "dF", "dG")
+PARAM_FIELDS = ("mu", "Sigma", "Q", "F", "U")
+
+
 def save_checkpoint(
     path: str | os.PathLike,
-    params: Any,
-    iteration: int,
+    state: Any,
     mll_list: Sequence[float],
     meta: Mapping[str, Any],
 ) -> Path:
-    """Write the EM state after ``iteration`` iterations atomically.
+    """Write the EM state after an iteration atomically.
 
     Args:
         path: the checkpoint file (.npz).
-        params: a :class:`~torch_ising.StateSpaceParams` (mu, Sigma, Q, F, U), batched.
-        iteration: EM iterations done.
+        state: a :class:`~torch_ising.EMState` (from ``fit(..., on_state=...)``):
+            the hyperparameters, the mode-search starting points and the
+            accelerated scheme's history, so a resumed fit takes the same steps.
         mll_list: l after each iteration so far.
         meta: what the checkpoint was written for (N, D, order, ...), checked on resume.
     """
-    arrays: dict[str, Any] = {f"param_{name}": getattr(params, name) for name in params._fields}
-    arrays["iteration"] = np.int64(iteration)
+    arrays: dict[str, Any] = {f"param_{name}": getattr(state.params, name) for name in PARAM_FIELDS}
+    arrays.update({f"state_{name}": getattr(state, name) for name in STATE_FIELDS})
+    arrays["iteration"] = np.int64(state.iteration)
     arrays["mll_list"] = np.asarray(list(mll_list), dtype=np.float64)
     arrays["meta_json"] = json.dumps(_jsonable(dict(meta)))
     return save_npz(path, arrays)
@@ -246,12 +252,13 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray | Non
     """Read a checkpoint written by :func:`save_checkpoint`.
 
     Returns:
-        (params by name as arrays, None for a missing U), iteration, mll_list, meta.
+        (arrays by name: the hyperparameters mu, Sigma, Q, F, U and the state
+        fields of :data:`STATE_FIELDS`, None where absent), iteration, mll_list, meta.
     """
     z = load_npz(path)
-    names = ("mu", "Sigma", "Q", "F", "U")
-    params = {name: z.get(f"param_{name}") for name in names}
-    return params, int(z["iteration"]), np.atleast_1d(z["mll_list"]).tolist(), json.loads(z["meta_json"])
+    arrays = {name: z.get(f"param_{name}") for name in PARAM_FIELDS}
+    arrays.update({name: z.get(f"state_{name}") for name in STATE_FIELDS})
+    return arrays, int(z["iteration"]), np.atleast_1d(z["mll_list"]).tolist(), json.loads(z["meta_json"])
 
 
 # --------------------------------------------------------------------------------------------- figures

@@ -14,7 +14,7 @@ from .marginal import log_marginal
 from .model import OBSERVATION_MODELS, StateSpaceIsing, fit
 from .mstep import Q_FORMS, m_step
 from .observation import ExactIsing, ObservationModel, autograd_value_grad_hess
-from .records import FilterResult, SmootherResult, StateSpaceParams
+from .records import EMState, FilterResult, SmootherResult, StateSpaceParams
 from .result import StateSpaceResult
 from .smoother import smoother
 
@@ -23,6 +23,7 @@ __all__ = [
     "StateSpaceIsing",
     "StateSpaceResult",
     "StateSpaceParams",
+    "EMState",
     "FilterResult",
     "SmootherResult",
     "EStep",

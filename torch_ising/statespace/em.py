@@ -31,7 +31,7 @@ from .filter import laplace_filter
 from .marginal import log_marginal
 from .mstep import m_step
 from .observation import ObservationModel
-from .records import FilterResult, SmootherResult, StateSpaceParams
+from .records import EMState, FilterResult, SmootherResult, StateSpaceParams
 from .smoother import smoother
 
 __all__ = ["EStep", "e_step", "run_em", "EMOptions", "EMOutcome", "SSLL_TOL"]
@@ -223,6 +223,8 @@ def run_em(
     theta_init: torch.Tensor | None = None,
     callback: Callable[[int, StateSpaceParams, torch.Tensor], None] | None = None,
     progress: Callable[[int, torch.Tensor], None] | None = None,
+    resume: EMState | None = None,
+    on_state: Callable[[EMState], None] | None = None,
 ) -> EMOutcome:
     """Run EM from ``params`` until the stopping rule of ``opts.stop`` holds.
 
@@ -234,6 +236,11 @@ def run_em(
         theta_init: starting points of the first E-step's mode searches.
         callback: called as ``callback(iteration, params, mll)`` after each iteration.
         progress: called as ``progress(iteration, mll)`` after each iteration.
+        resume: an :class:`EMState` from ``on_state`` of an earlier run: the loop
+            continues from it and takes the steps the uninterrupted run would
+            take (``params`` and ``theta_init`` are then ignored). ``max_iter``
+            counts the iterations before the resume too.
+        on_state: called with the :class:`EMState` after each iteration (checkpoints).
 
     Returns:
         :class:`EMOutcome` with the final hyperparameters, the E-step at them,
@@ -251,64 +258,90 @@ def run_em(
         n_e += 1
         return e_step(obs, p, u=u, theta_init=init, newton_tol=opts.newton_tol)
 
+    if opts.stop not in STOP_RULES:
+        raise ValueError(f"stop must be one of {STOP_RULES}, got {opts.stop!r}")
+    start = 0
+    if resume is not None:
+        params, theta_init, start = resume.params, resume.theta_s, int(resume.iteration)
     es = E(params, theta_init)
     history = [es.mll.tolist()]
     B = es.mll.shape[0]
     converged = torch.zeros(B, dtype=torch.bool, device=es.mll.device)
+    if resume is not None:
+        converged = resume.converged.to(device=converged.device, dtype=torch.bool).clone()
     if not opts.mstep:
-        return EMOutcome(params, es, history, 0, n_e, torch.ones_like(converged))
-    it = 0
+        return EMOutcome(params, es, history, start, n_e, torch.ones_like(converged))
+    it = start
 
-    def report(p: StateSpaceParams, mll: torch.Tensor) -> None:
+    def report(k: int, p: StateSpaceParams, mll: torch.Tensor, state: Callable[[], EMState]) -> None:
         history.append(mll.tolist())
-        k = len(history) - 1
         if callback is not None:
             callback(k, p, mll)
         if progress is not None:
             progress(k, mll)
+        if on_state is not None:
+            on_state(state())
 
     if opts.stop == "ssll":
         # The published loop: E-step, M-step, then l from that E-step's filter with the
         # new prior mean mu (as the published library computes it); stop when
         # (l_prev - l) / l_prev < 1e-4.
         history.clear()
+        prev = None
+        if resume is not None:
+            prev = resume.mll.to(es.mll)
+            es = es._replace(mll=torch.where(converged, prev, es.mll))
+        fresh = True
         while it < opts.max_iter and not bool(converged.all()):
             it += 1
-            if it > 1:
+            if not fresh:
                 es = _select(converged, es, E(params, es.smooth.theta_s))
+            fresh = False
             new_params = M(es, params)
             params = _select_params(converged, params, new_params)
             theta_p = es.filt.theta_p.clone()
             theta_p[:, 0] = params.mu
             mll = log_marginal(obs, es.filt._replace(theta_p=theta_p))
             mll = torch.where(converged, es.mll, mll)
-            prev = torch.tensor(history[-1], dtype=mll.dtype, device=mll.device) if history else None
             es = es._replace(mll=mll)
-            report(params, mll)
             if prev is not None:
                 converged = converged | ((prev - mll) / prev < SSLL_TOL)
+            prev = mll
+            snap = EMState(it, params, es.smooth.theta_s, mll, converged)
+            report(it, params, mll, lambda snap=snap: snap)
         return EMOutcome(params, es, history, it, n_e, converged)
-    if opts.stop not in STOP_RULES:
-        raise ValueError(f"stop must be one of {STOP_RULES}, got {opts.stop!r}")
 
     coords = _Coords(params, opts, diagonal)
     x0 = coords.to_vec(params)
     if opts.stop == "mll" or (opts.stop == "converged" and opts.learn_F and not diagonal):
         # With a learned F, accelerated EM is unreliable (many coupled coordinates): maximise l directly.
-        x0, es, converged, n_fun = _maximise_mll(obs, es, x0, coords, opts, u, M, E, report)
+        # A resumed run starts BFGS afresh from the checkpoint (its curvature memory is not kept).
+        x0, es, converged, n_fun = _maximise_mll(
+            obs, es, x0, coords, opts._replace(max_iter=opts.max_iter - start), u, M, E, report, start
+        )
         n_e += n_fun
-        it = len(history) - 1
+        it = start + len(history) - 1
     elif opts.stop == "em":
-        x0, es, converged, it = _anderson(es, x0, coords, opts._replace(depth=0), M, E, report)
+        x0, es, converged, it = _anderson(es, x0, coords, opts._replace(depth=0), M, E, report, start, resume)
     else:
-        x0, es, converged, it = _anderson(es, x0, coords, opts, M, E, report)
+        x0, es, converged, it = _anderson(es, x0, coords, opts, M, E, report, start, resume)
     final = coords.from_vec(x0)
     if not math.isfinite(float(es.mll.sum())):
         raise FloatingPointError("the marginal likelihood became non-finite during EM")
     return EMOutcome(final, es, history, it, n_e, converged)
 
 
-def _anderson(es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOptions, M, E, report):
+def _anderson(
+    es: EStep,
+    x0: torch.Tensor,
+    coords: _Coords,
+    opts: EMOptions,
+    M,
+    E,
+    report,
+    start: int = 0,
+    resume: EMState | None = None,
+):
     """Anderson-accelerated EM (type II, depth ``opts.depth``) to the fixed point x = EM(x).
 
     With residuals f_k = EM(x_k) - x_k and the differences dF, dG of the last
@@ -329,21 +362,36 @@ def _anderson(es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOptions, M, 
         g_ = coords.to_vec(M(es_, coords.from_vec(x_)))
         return g_, g_ - x_
 
-    g, f = image(es, x0)
+    def posterior_variance(es_: EStep) -> torch.Tensor:
+        W = es_.smooth.sigma_s
+        return (W if W.ndim == 3 else torch.diagonal(W, dim1=-2, dim2=-1)).mean((-1, -2))
+
     f_prev = g_prev = None
-    it = 0
+    if resume is not None and resume.x is not None:
+        # continue exactly: the stored vector, image, l and history, not ones recomputed from params
+        converged = resume.converged.to(device=x0.device, dtype=torch.bool).clone()
+        x0, g = resume.x.to(x0), resume.g.to(x0)
+        f = g - x0
+        f_prev, g_prev = resume.f_prev, resume.g_prev
+        post = resume.post.to(x0)
+        es = es._replace(mll=resume.mll.to(es.mll), smooth=es.smooth._replace(theta_s=resume.theta_s.to(x0)))
+        if opts.depth > 0 and resume.dF is not None:
+            dF = list(resume.dF.to(x0).unbind(-1))
+            dG = list(resume.dG.to(x0).unbind(-1))
+    else:
+        g, f = image(es, x0)
+        post = posterior_variance(es)
+    it = start
     logvar = coords.logvar_scale(x0.shape[-1], x0.device).to(x0.dtype)
 
-    def at_fixed_point(x: torch.Tensor, f: torch.Tensor, es_: EStep) -> torch.Tensor:
+    def at_fixed_point(x: torch.Tensor, f: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
         # A state-noise variance below Q_FLOOR x the mean posterior variance no longer moves
         # theta_s: EM would only creep towards the boundary Q = 0, so that coordinate counts as settled.
-        W = es_.smooth.sigma_s
-        post = (W if W.ndim == 3 else torch.diagonal(W, dim1=-2, dim2=-1)).mean((-1, -2))
         negligible = (logvar > 0) & (logvar * x < torch.log(Q_FLOOR * post)[:, None])
         return ((f.abs() < opts.tol) | negligible).all(-1)
 
     while it < opts.max_iter:
-        converged = converged | at_fixed_point(x0, f, es)
+        converged = converged | at_fixed_point(x0, f, post)
         if bool(converged.all()):
             break
         if f_prev is not None and opts.depth > 0:
@@ -392,11 +440,29 @@ def _anderson(es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOptions, M, 
         es = _select(converged, es, es_new)
         g = torch.where(converged[:, None], g, g_new)
         f = torch.where(converged[:, None], f, f_new)
-        report(coords.from_vec(x0), es.mll)
+        post = torch.where(converged, post, posterior_variance(es_new))
+
+        def state(x0=x0, es=es, f_prev=f_prev, g_prev=g_prev, it=it, g=g, post=post, done=converged) -> EMState:
+            return EMState(
+                it,
+                coords.from_vec(x0),
+                es.smooth.theta_s,
+                es.mll,
+                done.clone(),
+                post,
+                x0,
+                g,
+                f_prev,
+                g_prev,
+                torch.stack(dF, -1) if dF else None,
+                torch.stack(dG, -1) if dG else None,
+            )
+
+        report(it, coords.from_vec(x0), es.mll, state)
     return x0, es, converged, it
 
 
-def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOptions, u, M, E, report):
+def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOptions, u, M, E, report, start=0):
     """Maximise the Laplace l itself over the hyperparameters (batched BFGS, autograd gradient)."""
     if obs.diagonal:
         raise ValueError("stop='mll' needs full covariances (method='exact')")
@@ -413,12 +479,22 @@ def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOpt
         cache["theta"] = filt.theta_f
         return val.detach(), grad
 
+    evals = [start]
+
+    def _report_eval(x: torch.Tensor, f: torch.Tensor) -> None:
+        evals[0] += 1
+        p = coords.from_vec(x)
+        k = evals[0]
+        B = f.shape[0]
+        no = torch.zeros(B, dtype=torch.bool, device=f.device)
+        report(k, p, f, lambda: EMState(k, p, cache["theta"], f, no))
+
     x0, _, converged, n_fun = bfgs_maximise(
         fun,
         x0,
         tol=opts.tol,
         max_eval=opts.max_iter,
         direction0=direction0,
-        on_eval=lambda x, f: report(coords.from_vec(x), f),
+        on_eval=lambda x, f: _report_eval(x, f),
     )
     return x0, E(coords.from_vec(x0), cache["theta"]), converged, n_fun

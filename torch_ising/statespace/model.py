@@ -23,7 +23,7 @@ from ..basis import rebin, sufficient_stats
 from ..moments import check_memory
 from .em import STOP_RULES, EMOptions, run_em
 from .observation import ExactIsing, ObservationModel
-from .records import StateSpaceParams
+from .records import EMState, StateSpaceParams
 from .result import StateSpaceResult
 
 __all__ = ["fit", "StateSpaceIsing", "OBSERVATION_MODELS", "resolve_device"]
@@ -217,6 +217,8 @@ def fit(
     callback: Callable[[int, StateSpaceParams, torch.Tensor], None] | None = None,
     init: StateSpaceParams | None = None,
     method_options: dict[str, Any] | None = None,
+    resume: EMState | None = None,
+    on_state: Callable[[EMState], None] | None = None,
 ) -> StateSpaceResult:
     """Fit the state-space Ising model by EM with a Laplace filter and smoother.
 
@@ -251,6 +253,14 @@ def fit(
         init: hyperparameters (a :class:`StateSpaceParams`) to start from,
             e.g. a checkpoint; overrides theta_o, state_cov and state_ar values.
         method_options: extra keyword arguments for the observation model.
+        resume: an :class:`~torch_ising.statespace.records.EMState` passed to
+            ``on_state`` by an earlier fit of the same data and settings. The
+            fit continues from it and takes the same steps as the uninterrupted
+            fit (hyperparameters, mode-search starting points and the Anderson
+            history); ``max_iter`` counts the earlier iterations too. With
+            ``stop="mll"`` (or a learned F) the BFGS memory starts afresh.
+        on_state: ``on_state(state)`` with the :class:`EMState` after each EM
+            iteration, e.g. to write a checkpoint.
 
     Returns:
         :class:`StateSpaceResult`.
@@ -335,7 +345,16 @@ def fit(
     bar = _Progress(progress, opts.max_iter)
     try:
         with threads_for(B * 2 ** min(N, 62) if method == "exact" else B * T * R * N, D, dev):
-            out = run_em(obs, params, opts, u=u_t, callback=callback, progress=bar)
+            out = run_em(
+                obs,
+                params,
+                opts,
+                u=u_t,
+                callback=callback,
+                progress=bar,
+                resume=_state_to(resume, dev, dtype),
+                on_state=on_state,
+            )
     finally:
         bar.close()
     es = out.estep
@@ -376,6 +395,22 @@ def fit(
         learn_F=learn_F,
         mstep=mstep,
     )
+
+
+def _state_to(state: EMState | None, dev: torch.device, dtype: torch.dtype) -> EMState | None:
+    """``state`` with its floating tensors on ``dev`` in ``dtype`` (a checkpoint may come from numpy)."""
+    if state is None:
+        return None
+
+    def move(v: Any) -> Any:
+        if v is None or isinstance(v, int):
+            return v
+        if isinstance(v, tuple):
+            return type(v)(*(move(w) for w in v))
+        t = torch.as_tensor(v, device=dev)
+        return t if t.dtype == torch.bool else t.to(dtype)
+
+    return EMState(*(move(v) for v in state))
 
 
 def _diagonalise(p: StateSpaceParams, learn_F: bool) -> StateSpaceParams:

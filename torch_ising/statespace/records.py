@@ -64,3 +64,40 @@ class SmootherResult(NamedTuple):
     sigma_s: torch.Tensor
     gain: torch.Tensor
     lag_one: torch.Tensor
+
+
+class EMState(NamedTuple):
+    """Where the EM loop stands after an iteration: enough to continue it exactly.
+
+    A fit given this state (``fit(..., resume=state)``) takes the same further
+    steps as the uninterrupted fit: the hyperparameters, the warm start of the
+    mode searches and, for the accelerated scheme, the Anderson history.
+
+    Attributes:
+        iteration: EM iterations done.
+        params: the hyperparameters after ``iteration`` iterations.
+        theta_s: smoothed means of the last E-step (B, T, D): the next E-step's starting points.
+        mll: l of the last E-step (B,) (the published rule compares against it).
+        converged: per data set, whether the stopping rule already holds (B,).
+        post: mean posterior variance of the last E-step (B,) (the Q = 0 boundary test), or None.
+        x: the hyperparameters as the EM schemes' unconstrained vector (B, K), or None
+            (the published rule and direct l use ``params``).
+        g: the EM image EM(x) (B, K), or None.
+        f_prev: the previous residual EM(x) - x (B, K), or None.
+        g_prev: the previous EM image (B, K), or None.
+        dF: Anderson residual differences (B, K, m), or None (no history yet, or plain EM).
+        dG: Anderson image differences (B, K, m), or None.
+    """
+
+    iteration: int
+    params: StateSpaceParams
+    theta_s: torch.Tensor
+    mll: torch.Tensor
+    converged: torch.Tensor
+    post: torch.Tensor | None = None
+    x: torch.Tensor | None = None
+    g: torch.Tensor | None = None
+    f_prev: torch.Tensor | None = None
+    g_prev: torch.Tensor | None = None
+    dF: torch.Tensor | None = None
+    dG: torch.Tensor | None = None
