@@ -9,11 +9,13 @@ attribute names, as numpy arrays.
 
 Notes on the published keyword arguments:
 
-* ``map_function`` ("cg", "nr" or "bf") is accepted and ignored: every MAP
-  estimate is found by Newton's method to max |grad| / R < 1e-8. The published
-  conjugate-gradient MAP stops at 1e-4 and leaves its modes inexact, so the
-  numbers differ slightly from the published ones (|d mll| of about 1e-3 on the
-  parity cases; see tests/compat/test_parity_compat.py).
+* ``map_function="cg"`` (the published default) runs the published
+  conjugate-gradient MAP search (:mod:`torch_ising.conjugate_gradient`): it stops
+  at max |grad| / R <= 1e-4, so its modes are inexact, exactly as in the published
+  runs; with it the parity cases' default runs are reproduced to about 1e-12
+  (tests/compat/test_ssll.py). ``"nr"`` and ``"bf"`` use torch_ising's damped
+  Newton to max |grad| / R < 1e-8 (the exact modes that the published Newton and
+  BFGS searches approach to 1e-4).
 * ``param_est="exact"`` is the exact likelihood; ``param_est="pseudo"`` maps to
   ``method="pseudo"`` (the pseudo-likelihood; available once that observation
   model is registered).
@@ -39,8 +41,9 @@ from . import transforms
 
 __all__ = ["run", "EMData", "MAP_FUNCTIONS", "PARAM_EST", "PARAM_EST_ETA"]
 
-#: Published MAP optimisers: all are served by torch_ising's exact Newton method.
-MAP_FUNCTIONS = ("cg", "nr", "bf")
+#: Published MAP optimisers -> the filter's ``map_method``: "cg" is the published conjugate
+#: gradient; "nr" and "bf" are served by torch_ising's damped Newton (exact modes).
+MAP_FUNCTIONS = {"cg": "cg", "nr": "newton", "bf": "newton"}
 
 #: Published ``param_est`` -> torch_ising ``method``.
 PARAM_EST = {"exact": "exact", "pseudo": "pseudo"}
@@ -163,8 +166,9 @@ def run(
         spikes: binary array (T_raw, R, N) (time, trials, cells).
         order: interaction order (1 independent, 2 pairwise, 3 triplets, ...).
         window: bin width for re-binning the spikes (T = floor(T_raw / window)).
-        map_function: the published MAP optimiser, "cg", "nr" or "bf"
-            (accepted; torch_ising always uses exact Newton steps).
+        map_function: the published MAP optimiser: "cg" (default, the
+            published conjugate gradient, reproducing its inexact modes), or "nr"
+            or "bf" (both served by damped Newton to exact modes).
         state_cov: initial Q: a scalar q (Q = q I), a length-D vector
             (diagonal), a (D, D) matrix (full), [q] or [q1, q2] (first-order and
             higher-order values). Re-estimated in the M-step (for T > 1).
@@ -192,7 +196,7 @@ def run(
     if np.ndim(spikes) != 3:
         raise ValueError(f"spikes must have shape (T, R, N) (time, trials, cells); got shape {np.shape(spikes)}")
     if map_function not in MAP_FUNCTIONS:
-        raise ValueError(f"map_function must be one of {MAP_FUNCTIONS}; got {map_function!r}")
+        raise ValueError(f"map_function must be one of {tuple(MAP_FUNCTIONS)}; got {map_function!r}")
     if param_est not in PARAM_EST:
         raise ValueError(f"param_est must be one of {tuple(PARAM_EST)}; got {param_est!r}")
     if param_est_eta not in PARAM_EST_ETA:
@@ -215,6 +219,8 @@ def run(
         progress=bool(EM_Info),
         method=method,
         eta_method=eta_method,
+        # the published CG needs full covariances; approximate (diagonal) fits keep their own search
+        map_method=MAP_FUNCTIONS[map_function] if method == "exact" else None,
     )
     # The published run leaves the transforms module initialised to the fitted model.
     transforms.initialise(result.N, result.order)

@@ -66,6 +66,7 @@ class EMOptions(NamedTuple):
     max_iter: int = 1000
     tol: float = 1e-5
     newton_tol: float = 1e-8
+    map_method: str = "newton"
     N: int = 1
     depth: int = 5
 
@@ -88,10 +89,11 @@ def e_step(
     u: torch.Tensor | None = None,
     theta_init: torch.Tensor | None = None,
     newton_tol: float = 1e-8,
+    map_method: str = "newton",
 ) -> EStep:
     """Filter, smoother and Laplace marginal likelihood for the given hyperparameters."""
     with torch.no_grad():
-        filt = laplace_filter(obs, params, u=u, theta_init=theta_init, tol=newton_tol)
+        filt = laplace_filter(obs, params, u=u, theta_init=theta_init, tol=newton_tol, map_method=map_method)
         smooth = smoother(filt, params)
         return EStep(filt, smooth, log_marginal(obs, filt))
 
@@ -256,7 +258,7 @@ def run_em(
     def E(p: StateSpaceParams, init: torch.Tensor | None) -> EStep:
         nonlocal n_e
         n_e += 1
-        return e_step(obs, p, u=u, theta_init=init, newton_tol=opts.newton_tol)
+        return e_step(obs, p, u=u, theta_init=init, newton_tol=opts.newton_tol, map_method=opts.map_method)
 
     if opts.stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {opts.stop!r}")
@@ -466,6 +468,8 @@ def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOpt
     """Maximise the Laplace l itself over the hyperparameters (batched BFGS, autograd gradient)."""
     if obs.diagonal:
         raise ValueError("stop='mll' needs full covariances (method='exact')")
+    if opts.map_method != "newton":
+        raise ValueError("stop='mll' (and a learned F) needs exact modes: use map_method='newton'")
     direction0 = coords.to_vec(M(es, coords.from_vec(x0))) - x0
     cache = {"theta": es.smooth.theta_s}
 

@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import torch
 
+from ..conjugate_gradient import conjugate_gradient_ascent
 from ..newton import newton_ascent
 from .observation import ObservationModel
 from .records import FilterResult, StateSpaceParams
 
-__all__ = ["laplace_filter", "predict"]
+__all__ = ["laplace_filter", "predict", "MAP_METHODS"]
+
+#: mode searches: "newton" (damped Newton to ``tol``) or "cg" (the published library's
+#: conjugate gradient, stopping at max |grad| / R <= 1e-4; for reproducing its numbers)
+MAP_METHODS = ("newton", "cg")
 
 
 def _sym(W: torch.Tensor) -> torch.Tensor:
@@ -62,6 +67,7 @@ def laplace_filter(
     theta_init: torch.Tensor | None = None,
     tol: float = 1e-8,
     max_newton: int = 100,
+    map_method: str = "newton",
 ) -> FilterResult:
     """Run the Laplace filter over all T bins, batched over data sets.
 
@@ -74,12 +80,19 @@ def laplace_filter(
             search starts at the prediction theta_{t|t-1}.
         tol: Newton stops when max |grad L_t| / R < tol.
         max_newton: most Newton iterations per bin.
+        map_method: "newton" (default) or "cg", the published library's
+            conjugate-gradient search (:mod:`torch_ising.conjugate_gradient`;
+            its own tolerance 1e-4 replaces ``tol``; full covariances only).
 
     Returns:
         :class:`FilterResult`.
     """
     B, T, D = obs.B, obs.T, obs.D
     diagonal = obs.diagonal
+    if map_method not in MAP_METHODS:
+        raise ValueError(f"map_method must be one of {MAP_METHODS}, got {map_method!r}")
+    if map_method == "cg" and diagonal:
+        raise ValueError("map_method='cg' (the published conjugate gradient) needs full covariances (method='exact')")
     ref = params.mu
     cov_shape = (B, T, D) if diagonal else (B, T, D, D)
     theta_f = ref.new_empty(B, T, D)
@@ -104,7 +117,9 @@ def laplace_filter(
             return v - 0.5 * (diff * Pd).sum(-1), g - Pd, H - P
 
         x0 = tp if theta_init is None else theta_init[:, t]
-        if diagonal and mode_search is not None:
+        if map_method == "cg":
+            res = conjugate_gradient_ascent(objective, x0, scale=obs.R)
+        elif diagonal and mode_search is not None:
             # the model's own mode search (e.g. Newton-CG with Hessian-vector products)
             res = mode_search(x0, t, tp, P, tol=tol, scale=obs.R, max_iter=max_newton)
         else:

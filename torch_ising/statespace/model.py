@@ -22,6 +22,7 @@ from .._validation import as_tensor, check_N_order, check_positive_int, check_sp
 from ..basis import rebin, sufficient_stats
 from ..moments import check_memory
 from .em import STOP_RULES, EMOptions, run_em
+from .filter import MAP_METHODS
 from .observation import ExactIsing, ObservationModel
 from .records import EMState, StateSpaceParams
 from .result import StateSpaceResult
@@ -214,6 +215,7 @@ def fit(
     method: str = "exact",
     eta_method: str | None = None,
     newton_tol: float = 1e-8,
+    map_method: str | None = None,
     callback: Callable[[int, StateSpaceParams, torch.Tensor], None] | None = None,
     init: StateSpaceParams | None = None,
     method_options: dict[str, Any] | None = None,
@@ -249,6 +251,12 @@ def fit(
             approximation such as "pseudo".
         eta_method: approximation of eta/psi for approximate methods.
         newton_tol: mode-search tolerance, max |grad| / R.
+        map_method: the filter's mode search: "newton" (damped Newton to
+            ``newton_tol``) or "cg" (the published library's conjugate gradient,
+            which stops at max |grad| / R <= 1e-4 and starts the first E-step
+            from theta = 0, as the published code does). None (default): "cg"
+            with ``stop="ssll"`` and the exact method, so that the published
+            rule reproduces the published numbers; "newton" otherwise.
         callback: ``callback(iteration, params, mll)`` after each EM iteration.
         init: hyperparameters (a :class:`StateSpaceParams`) to start from,
             e.g. a checkpoint; overrides theta_o, state_cov and state_ar values.
@@ -331,6 +339,14 @@ def fit(
         max_iter = 100 if stop == "ssll" else 1000
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
+    if map_method is None:
+        map_method = "cg" if stop == "ssll" and not diag else "newton"
+    if map_method not in MAP_METHODS:
+        raise ValueError(f"map_method must be one of {MAP_METHODS}, got {map_method!r}")
+    if map_method == "cg" and diag:
+        raise ValueError(f"map_method='cg' needs full covariances; method={method!r} keeps them diagonal")
+    # the published library starts its first conjugate-gradient searches from theta = 0
+    theta_init = torch.zeros(B, T, D, dtype=dtype, device=dev) if map_method == "cg" else None
     opts = EMOptions(
         q_form=q_form,
         learn_F=learn_F,
@@ -340,6 +356,7 @@ def fit(
         max_iter=int(max_iter),
         tol=tol,
         newton_tol=newton_tol,
+        map_method=map_method,
         N=N,
     )
     bar = _Progress(progress, opts.max_iter)
@@ -350,6 +367,7 @@ def fit(
                 params,
                 opts,
                 u=u_t,
+                theta_init=theta_init,
                 callback=callback,
                 progress=bar,
                 resume=_state_to(resume, dev, dtype),

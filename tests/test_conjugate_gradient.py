@@ -1,0 +1,61 @@
+"""The published conjugate-gradient MAP search (torch_ising.conjugate_gradient)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tests.common import brute_force
+from torch_ising.conjugate_gradient import CG_TOL, conjugate_gradient_ascent
+from torch_ising.statespace.observation import ExactIsing
+
+
+def _quadratic(A: torch.Tensor, b: torch.Tensor):
+    """f(x) = b.x - x^T A x / 2 per batch row: grad b - A x, Hessian -A."""
+
+    def objective(x: torch.Tensor):
+        Ax = (A @ x.unsqueeze(-1)).squeeze(-1)
+        return (b * x).sum(-1) - 0.5 * (x * Ax).sum(-1), b - Ax, -A
+
+    return objective
+
+
+def test_quadratic_reaches_the_closed_form_maximiser():
+    # on a quadratic the line search's Newton step is exact, so CG is linear CG: the maximiser A^{-1} b
+    g = torch.Generator().manual_seed(0)
+    B, D = 3, 6
+    M = torch.randn(B, D, D, generator=g, dtype=torch.float64)
+    A = M @ M.transpose(-1, -2) + D * torch.eye(D, dtype=torch.float64)
+    b = torch.randn(B, D, generator=g, dtype=torch.float64)
+    res = conjugate_gradient_ascent(_quadratic(A, b), torch.zeros(B, D, dtype=torch.float64), tol=1e-12)
+    expected = torch.linalg.solve(A, b)
+    assert res.converged
+    torch.testing.assert_close(res.x, expected, rtol=0, atol=1e-10)
+    torch.testing.assert_close(res.hess, -A)
+
+
+def test_ising_posterior_mode_meets_the_published_tolerance_and_batches():
+    # log posterior R (y.theta - psi) - |theta - m|^2 / (2 s), gradient checked against a brute force
+    N, O, R, s2 = 4, 2, 20, 0.1
+    g = torch.Generator().manual_seed(3)
+    D = 10
+    y = torch.rand(2, 1, D, generator=g, dtype=torch.float64) * 0.3
+    obs = ExactIsing(y, R, N, O)
+    m = torch.zeros(2, D, dtype=torch.float64)
+
+    def objective(theta: torch.Tensor):
+        v, gr, H = obs.value_grad_hess(theta, 0)
+        d = theta - m
+        return v - 0.5 * (d * d).sum(-1) / s2, gr - d / s2, H - torch.eye(D, dtype=torch.float64) / s2
+
+    res = conjugate_gradient_ascent(objective, torch.zeros(2, D, dtype=torch.float64), scale=R)
+    for b in range(2):
+        bf = brute_force(res.x[b].numpy(), N, O)
+        grad = R * (y[b, 0].numpy() - bf["eta"]) - (res.x[b] - m[b]).numpy() / s2
+        assert np.abs(grad).max() / R <= CG_TOL
+        alone = conjugate_gradient_ascent(
+            lambda th, b=b: tuple(v[b : b + 1] if v.ndim > 0 else v for v in objective(th.expand(2, D))),
+            torch.zeros(1, D, dtype=torch.float64),
+            scale=R,
+        )
+        torch.testing.assert_close(alone.x[0], res.x[b], rtol=0, atol=1e-12)
