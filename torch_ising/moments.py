@@ -299,6 +299,18 @@ def _batched(theta: torch.Tensor, N: int, order: int, what: str):
     return Moments(psi, eta, fis)
 
 
+def moments_trusted(theta: torch.Tensor, N: int, order: int) -> Moments:
+    """:func:`moments` (with Fisher) for a flat batch (B, D) already validated by the caller.
+
+    The filter's mode searches call this hundreds of times per E-step with
+    arguments checked once up front; it skips the per-call validation and
+    batch bookkeeping. Large batches still go through :func:`moments` (chunked).
+    """
+    if theta.ndim != 2 or theta.shape[0] * 2**N > 2**22 or _tracks_grad(theta):
+        return moments(theta, N, order)
+    return _core(theta, N, order, "fisher", False)
+
+
 def _core(theta: torch.Tensor, N: int, order: int, what: str, grad: bool):
     """Moments of a flat batch theta (B, D).
 

@@ -50,6 +50,29 @@ def _direction(grad: torch.Tensor, hess: torch.Tensor) -> torch.Tensor:
     return d
 
 
+def _halve(objective: Objective, x, f, g, H, d, slope, done, first, max_halvings: int):
+    """Backtracking: halve the step per row until the Armijo condition holds (``first``: the full step)."""
+    step = torch.ones_like(f)
+    accepted = done.clone()
+    x_new, f_new, g_new, H_new = x, f, g, H
+    for k in range(max_halvings):
+        if k == 0:
+            cand, fc, gc, Hc = first
+        else:
+            cand = x + step[:, None] * d
+            fc, gc, Hc = objective(cand)
+        ok = (~accepted) & torch.isfinite(fc) & (fc >= f + 1e-4 * step * slope)
+        x_new = torch.where(ok[:, None], cand, x_new)
+        f_new = torch.where(ok, fc, f_new)
+        g_new = torch.where(ok[:, None], gc, g_new)
+        H_new = torch.where(ok.view(-1, *([1] * (H.ndim - 1))), Hc, H_new)
+        accepted = accepted | ok
+        if bool(accepted.all()):
+            break
+        step = torch.where(accepted, step, step * 0.5)
+    return x_new, f_new, g_new, H_new, accepted
+
+
 def newton_ascent(
     objective: Objective,
     x0: torch.Tensor,
@@ -83,32 +106,20 @@ def newton_ascent(
     while it < max_iter and not bool(done.all()):
         it += 1
         d = _direction(g, H)
-        d = torch.where(done[:, None], torch.zeros_like(d), d)
+        some_done = bool(done.any())
+        if some_done:
+            d = torch.where(done[:, None], torch.zeros_like(d), d)
         slope = (g * d).sum(-1)
-        step = torch.ones_like(f)
-        accepted = done.clone()
-        x_new, f_new, g_new, H_new = x, f, g, H
-        for k in range(max_halvings):
-            cand = x + step[:, None] * d
-            fc, gc, Hc = objective(cand)
-            ok = (~accepted) & torch.isfinite(fc) & (fc >= f + 1e-4 * step * slope)
-            if k == 0 and bool((ok | accepted).all()):  # the full step is accepted everywhere (the usual case)
-                keep = accepted.view(-1, *([1] * (H.ndim - 1)))
-                x_new = torch.where(accepted[:, None], x, cand)
-                f_new, g_new = torch.where(accepted, f, fc), torch.where(accepted[:, None], g, gc)
-                H_new = torch.where(keep, H, Hc)
-                accepted = accepted | ok
-                break
-            x_new = torch.where(ok[:, None], cand, x_new)
-            f_new = torch.where(ok, fc, f_new)
-            g_new = torch.where(ok[:, None], gc, g_new)
-            H_new = torch.where(ok.view(-1, *([1] * (H.ndim - 1))), Hc, H_new)
-            accepted = accepted | ok
-            if bool(accepted.all()):
-                break
-            step = torch.where(accepted, step, step * 0.5)
+        cand = x + d
+        fc, gc, Hc = objective(cand)
+        ok = torch.isfinite(fc) & (fc >= f + 1e-4 * slope)
+        if not some_done and bool(ok.all()):
+            # the full Newton step is accepted everywhere (the usual case)
+            x, f, g, H = cand, fc, gc, Hc
+            done = (g.abs() / scale_t).amax(-1) <= tol
+            continue
+        x, f, g, H, accepted = _halve(objective, x, f, g, H, d, slope, done, (cand, fc, gc, Hc), max_halvings)
         stalled = ~accepted  # no ascent possible at round-off level: treat as converged
-        x, f, g, H = x_new, f_new, g_new, H_new
         done = ((g.abs() / scale_t).amax(-1) <= tol) | stalled
     converged = bool(((g.abs() / scale_t).amax(-1) <= tol).all())
     return NewtonResult(x, f, g, H, it, converged)

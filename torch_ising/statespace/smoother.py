@@ -31,11 +31,9 @@ def smoother(filt: FilterResult, params: StateSpaceParams) -> SmootherResult:
     theta_f, sigma_f, theta_p, sigma_p = filt.theta_f, filt.sigma_f, filt.theta_p, filt.sigma_p
     B, T, D = theta_f.shape
     diagonal = sigma_f.ndim == 3
-    theta_s = theta_f.clone()
-    sigma_s = sigma_f.clone()
     if T == 1:
         empty = sigma_f[:, :0]
-        return SmootherResult(theta_s, sigma_s, empty, empty)
+        return SmootherResult(theta_f.clone(), sigma_f.clone(), empty, empty)
     F = params.F
     if diagonal:
         gain = sigma_f[:, :-1] * F[:, None] / sigma_p[:, 1:]
@@ -44,17 +42,30 @@ def smoother(filt: FilterResult, params: StateSpaceParams) -> SmootherResult:
         L = torch.linalg.cholesky(sigma_p[:, 1:])
         rhs = F[:, None] @ sigma_f[:, :-1]
         gain = torch.cholesky_solve(rhs, L).transpose(-1, -2)
+    # the backward recursion on per-bin views (unbind once; no per-step indexing of the big tensors)
+    m_f, W_f, m_p, W_p, A_all = (
+        theta_f.unbind(1),
+        sigma_f.unbind(1),
+        theta_p.unbind(1),
+        sigma_p.unbind(1),
+        gain.unbind(1),
+    )
+    m_s = [None] * T
+    W_s = [None] * T
+    m_s[T - 1], W_s[T - 1] = m_f[T - 1], W_f[T - 1]
     for t in range(T - 2, -1, -1):
-        A = gain[:, t]
-        dm = theta_s[:, t + 1] - theta_p[:, t + 1]
-        dW = sigma_s[:, t + 1] - sigma_p[:, t + 1]
+        A = A_all[t]
+        dm = m_s[t + 1] - m_p[t + 1]
+        dW = W_s[t + 1] - W_p[t + 1]
         if diagonal:
-            theta_s[:, t] = theta_f[:, t] + A * dm
-            sigma_s[:, t] = sigma_f[:, t] + A * dW * A
+            m_s[t] = m_f[t] + A * dm
+            W_s[t] = W_f[t] + A * dW * A
         else:
-            theta_s[:, t] = theta_f[:, t] + (A @ dm.unsqueeze(-1)).squeeze(-1)
-            W = sigma_f[:, t] + A @ dW @ A.transpose(-1, -2)
-            sigma_s[:, t] = 0.5 * (W + W.transpose(-1, -2))
+            m_s[t] = m_f[t] + (A @ dm.unsqueeze(-1)).squeeze(-1)
+            W = W_f[t] + A @ dW @ A.transpose(-1, -2)
+            W_s[t] = 0.5 * (W + W.transpose(-1, -2))
+    theta_s = torch.stack(m_s, 1)
+    sigma_s = torch.stack(W_s, 1)
     if diagonal:
         lag_one = sigma_s[:, 1:] * gain
     else:
