@@ -190,3 +190,53 @@ def test_newton_cg_mode_matches_dense_newton(O, device):
     assert cg.converged and cg.hess.shape == (B, D)
     torch.testing.assert_close(cg.x, dense.x, rtol=0, atol=1e-8)
     torch.testing.assert_close(cg.hess, torch.diagonal(objective(cg.x)[2], dim1=-2, dim2=-1))
+
+
+def test_score_scale_calibrates_pairs_to_the_fisher_information(device):
+    """a_S = min(1, R G~_SS / H_SS): about 1/2 for pairs at low rates, 1 for fields; None when off."""
+    N, O, R, B = 6, 2, 400, 2
+    g = torch.Generator().manual_seed(2)
+    x = (torch.rand(B, 1, R, N, generator=g) < 0.1).to(device)
+    obs = PseudoLikelihood(x, O, eta_method="exact")
+    theta = torch.cat([torch.full((B, N), -2.2), torch.zeros(B, obs.D - N)], -1).to(device)
+    a = obs.score_scale(theta, 0)
+    _, _, hd = pseudo_value_grad_hess(theta, obs.x[:, 0], N, O)
+    torch.testing.assert_close(a, torch.clamp(obs.precision(theta, 0) / -hd, max=1.0))
+    assert bool((a[:, :N] > 0.9).all()) and bool((a <= 1).all())
+    assert 0.4 < float(a[:, N:].median()) < 0.65
+    assert PseudoLikelihood(x, O, eta_method="exact", calibrate=False).score_scale(theta, 0) is None
+    assert PseudoLikelihood(x, O, eta_method="exact", covariance="pseudo").score_scale(theta, 0) is None
+
+
+def test_calibrated_filter_mode_and_learned_Q(pseudo_registered):
+    """The filter's mode uses the prior precision p / a; EM then learns about the exact fit's Q.
+
+    Uncalibrated, the pseudo-likelihood weights the pair data about twice as much as the
+    Fisher covariance says, and EM reads the extra jitter of theta_s as state noise.
+    """
+    import torch_ising as ti
+    from torch_ising.statespace.filter import laplace_filter
+    from torch_ising.statespace.records import StateSpaceParams
+
+    fit = pseudo_registered
+    N, T, R = 8, 30, 200
+    theta = ti.generate_thetas(N, 2, T, seed=5)
+    spikes = ti.generate_spikes(theta, R, seed=6)
+    obs = PseudoLikelihood(spikes, 2, eta_method="tap")
+    D = obs.D
+    mu = torch.full((1, D), -0.5, dtype=torch.float64)
+    full = lambda v: torch.full((1, D), v, dtype=torch.float64)  # noqa: E731
+    p = StateSpaceParams(mu, full(0.1), full(1e-3), full(1.0), None)
+    f = laplace_filter(obs, p)
+    a = obs.score_scale(mu, 0)
+    want = obs.mode(mu.clone(), 0, mu, 10.0 / a, tol=1e-8, scale=R).x
+    torch.testing.assert_close(f.theta_f[:, 0], want, rtol=0, atol=1e-7)
+    torch.testing.assert_close(f.sigma_f[:, 0], 1.0 / (obs.precision(f.theta_f[:, 0], 0) + 10.0))
+
+    q_exact = float(fit(spikes, 2, progress=False).Q[0, 0])
+    q_cal = float(fit(spikes, 2, method="pseudo", eta_method="tap", progress=False).Q[0])
+    q_raw = float(
+        fit(spikes, 2, method="pseudo", eta_method="tap", progress=False, method_options={"calibrate": False}).Q[0]
+    )
+    assert abs(q_cal / q_exact - 1) < 0.3, (q_cal, q_exact)
+    assert q_raw > 2 * q_exact, (q_raw, q_exact)

@@ -11,6 +11,14 @@ Update: theta_{t|t} is the mode of
 
 found by damped Newton (:func:`torch_ising.newton.newton_ascent`), and
 W_{t|t} = (-hess L_t(theta_{t|t}))^{-1} = (R G(theta_{t|t}) + W_{t|t-1}^{-1})^{-1}.
+
+A diagonal-covariance model whose covariance comes from its own ``precision``
+(``separate_precision``) may also supply ``score_scale(theta_{t|t-1}, t)`` -> a
+(B, D) in (0, 1]: the mode search then scales the score of log p(y_t | theta)
+by a, i.e. uses the prior precision W_{t|t-1}^{-1} / a, so that a composite
+likelihood (the pseudo-likelihood) weights the data by the information of that
+precision (:class:`torch_ising.approx.pseudo.PseudoLikelihood`); W_{t|t} still
+uses the unscaled W_{t|t-1}^{-1}.
 The recursion is sequential in t; every step is batched over data sets (B).
 """
 
@@ -103,14 +111,17 @@ def laplace_filter(
     converged = True
     separate_precision = getattr(obs, "separate_precision", False)
     mode_search = getattr(obs, "mode", None)
+    score_scale = getattr(obs, "score_scale", None) if diagonal and separate_precision else None
     for t in range(T):
         if t == 0:
             tp, Wp = params.mu, params.Sigma
         else:
             tp, Wp = predict(theta_f[:, t - 1], sigma_f[:, t - 1], params, None if u is None else u[:, t], diagonal)
         P = 1.0 / Wp if diagonal else _spd_inverse(Wp)
+        a = None if score_scale is None else score_scale(tp, t)
+        Pm = P if a is None else P / a  # the prior precision of the mode search
 
-        def objective(th: torch.Tensor, t: int = t, tp: torch.Tensor = tp, P: torch.Tensor = P):
+        def objective(th: torch.Tensor, t: int = t, tp: torch.Tensor = tp, P: torch.Tensor = Pm):
             v, g, H = obs.value_grad_hess(th, t)
             diff = th - tp
             Pd = P * diff if diagonal else (P @ diff.unsqueeze(-1)).squeeze(-1)
@@ -121,7 +132,7 @@ def laplace_filter(
             res = conjugate_gradient_ascent(objective, x0, scale=obs.R)
         elif diagonal and mode_search is not None:
             # the model's own mode search (e.g. Newton-CG with Hessian-vector products)
-            res = mode_search(x0, t, tp, P, tol=tol, scale=obs.R, max_iter=max_newton)
+            res = mode_search(x0, t, tp, Pm, tol=tol, scale=obs.R, max_iter=max_newton)
         else:
             res = newton_ascent(objective, x0, tol=tol, scale=obs.R, max_iter=max_newton)
         iters += res.iterations
