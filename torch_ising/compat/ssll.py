@@ -17,8 +17,10 @@ Notes on the published keyword arguments:
   Newton to max |grad| / R < 1e-8 (the exact modes that the published Newton and
   BFGS searches approach to 1e-4).
 * ``param_est="exact"`` is the exact likelihood; ``param_est="pseudo"`` maps to
-  ``method="pseudo"`` (the pseudo-likelihood; available once that observation
-  model is registered).
+  ``method="pseudo"`` (the pseudo-likelihood). Its mode search is calibrated to
+  the Fisher covariances (:mod:`torch_ising.approx.pseudo`), which the published
+  library does not do; the calibration keeps EM from reading the
+  pseudo-likelihood's double counting of couplings as state noise.
 * ``param_est_eta`` maps "mf" to "tap", "bethe_BP" to "bethe_bp", "bethe_CCCP"
   to "bethe_cccp" and "bethe_hybrid" to "bethe_hybrid"; it is used only with
   ``param_est="pseudo"``. With ``param_est="exact"`` eta and l are exact and
