@@ -202,6 +202,8 @@ def test_sigterm_leaves_no_results_and_resume_reproduces_the_fit(tmp_path, rule)
     resumed = load_results(killed_dir / "results.npz")
     assert full["iterations"] > _KILL_AT, "the uninterrupted fit must run past the kill"
     assert summary["resumed_from"] == _KILL_AT and resumed["summary"]["iterations"] == full["iterations"]
+    gap = np.abs(resumed["theta_s"] - full["theta_s"]).max()
+    print(f"resume ({'/'.join(rule) or 'default'}): max |d theta_s| = {gap:.1e}")
     np.testing.assert_allclose(resumed["theta_s"], full["theta_s"], rtol=0, atol=1e-10)
     np.testing.assert_allclose(resumed["Q"], full["Q"], rtol=1e-9, atol=0)
     np.testing.assert_allclose(resumed["mll_list"], full["mll_list"][1:], rtol=1e-10)
