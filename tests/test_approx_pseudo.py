@@ -193,7 +193,7 @@ def test_newton_cg_mode_matches_dense_newton(O, device):
 
 
 def test_score_scale_calibrates_pairs_to_the_fisher_information(device):
-    """a_S = min(1, R G~_SS / H_SS): about 1/2 for pairs at low rates, 1 for fields; None when off."""
+    """a_S = max(1/|S|, min(1, R G~_SS / H_SS)): about 1/2 for pairs at low rates, 1 for fields; None if off."""
     N, O, R, B = 6, 2, 400, 2
     g = torch.Generator().manual_seed(2)
     x = (torch.rand(B, 1, R, N, generator=g) < 0.1).to(device)
@@ -201,7 +201,9 @@ def test_score_scale_calibrates_pairs_to_the_fisher_information(device):
     theta = torch.cat([torch.full((B, N), -2.2), torch.zeros(B, obs.D - N)], -1).to(device)
     a = obs.score_scale(theta, 0)
     _, _, hd = pseudo_value_grad_hess(theta, obs.x[:, 0], N, O)
-    torch.testing.assert_close(a, torch.clamp(obs.precision(theta, 0) / -hd, max=1.0))
+    # a_S = min(1, R G~_SS / H_SS), bounded below by 1/|S| (1 for fields, 1/2 for pairs)
+    floor = torch.tensor([1.0] * N + [0.5] * (obs.D - N), dtype=a.dtype, device=a.device)
+    torch.testing.assert_close(a, torch.maximum(torch.clamp(obs.precision(theta, 0) / -hd, max=1.0), floor))
     assert bool((a[:, :N] > 0.9).all()) and bool((a <= 1).all())
     assert 0.4 < float(a[:, N:].median()) < 0.65
     assert PseudoLikelihood(x, O, eta_method="exact", calibrate=False).score_scale(theta, 0) is None

@@ -41,8 +41,10 @@ How :class:`PseudoLikelihood` plugs into the Laplace filter (Donner et al. 2017)
   fit's 0.00056). The calibration is the magnitude adjustment of a composite
   likelihood (Pauli, Racugno & Ventura 2011; Ribatet, Cooley & Davison 2012),
   per parameter: the score of theta_S is scaled by
-  a_S = min(1, R G~_SS / H_SS), both at theta_{t|t-1}, so the mode weights
-  the data by the same information R G~ as the covariance. For a diagonal
+  a_S = max(1/|S|, min(1, R G~_SS / H_SS)), both at theta_{t|t-1}, so the
+  mode weights the data by the same information R G~ as the covariance (the
+  floor 1/|S| is the most the |S|-fold counting can account for; it bounds the
+  adjustment where a mean-field G~ is poor under strong coupling). For a diagonal
   prior this is the mode of PL_t(theta) - 1/2 sum_S (p_S / a_S)
   (theta_S - theta_{t|t-1,S})^2. Without a prior the estimating equations,
   hence the pseudo-likelihood estimator, are unchanged. ``calibrate=False``
@@ -63,7 +65,7 @@ import torch
 from torch.nn.functional import softplus
 
 from .._validation import check_N_order, check_spikes, n_params
-from ..basis import sufficient_stats
+from ..basis import subsets, sufficient_stats
 from ..newton import NewtonResult
 from ..synthesis import _neighbour_index
 from ._common import ApproxMoments, split_pairwise
@@ -320,6 +322,7 @@ class PseudoLikelihood(ObservationModel):
         self.covariance = covariance
         self.separate_precision = covariance == "fisher"
         self.calibrate = bool(calibrate)
+        self._min_scale = torch.tensor([1.0 / len(S) for S in subsets(self.N, self.order)], dtype=dtype)
         # validates the eta method's support for this order now rather than inside the filter
         probe = torch.zeros(1, self.D, dtype=dtype, device=self.x.device)
         approx_moments(probe, self.N, self.order, eta_method, **self._quick())
@@ -466,7 +469,7 @@ class PseudoLikelihood(ObservationModel):
         return self.R * self.moments(theta, with_psi=False).fisher_diag
 
     def score_scale(self, theta: torch.Tensor, t: int) -> torch.Tensor | None:
-        """Calibration of the filter's mode search for bin t: a_S = min(1, R G~_SS / H_SS), shape (B, D).
+        """Calibration of the mode search for bin t: a_S = max(1/|S|, min(1, R G~_SS / H_SS)), shape (B, D).
 
         H_SS = -hess_SS PL_t and G~_SS = eta~_S (1 - eta_S~), both at ``theta``
         (the filter passes the prediction theta_{t|t-1}). The filter maximises
@@ -483,7 +486,11 @@ class PseudoLikelihood(ObservationModel):
         _, _, hd = pseudo_value_grad_hess(theta, self.x[:, t], self.N, self.order, diagonal=True)
         H = -hd
         G = self.precision(theta, t)
-        return torch.where(H > G, G / torch.where(H > G, H, torch.ones_like(H)), torch.ones_like(H))
+        a = torch.where(H > G, G / torch.where(H > G, H, torch.ones_like(H)), torch.ones_like(H))
+        # theta_S enters |S| conditionals, so the pseudo-likelihood holds at most about |S| times the
+        # information: a_S >= 1/|S| bounds the adjustment where the approximate G~ is poor
+        # (e.g. a mean-field eta that has not converged under strong coupling).
+        return torch.maximum(a, self._min_scale.to(a))
 
     def marginal_log_lik(self, theta: torch.Tensor) -> torch.Tensor:
         """R [y_t . theta_t - psi~(theta_t)] for all bins, theta (B, T, D) -> (B, T), for the mll."""
