@@ -386,15 +386,16 @@ def _anderson(
     it = start
     logvar = coords.logvar_scale(x0.shape[-1], x0.device).to(x0.dtype)
 
-    def at_fixed_point(x: torch.Tensor, f: torch.Tensor, step: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
-        # Both the EM step f = EM(x) - x and the accelerated step (the secant estimate of the
-        # distance to the fixed point, which f alone understates where EM is slow) are below tol.
+    def at_fixed_point(x: torch.Tensor, f: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
         # A state-noise variance below Q_FLOOR x the mean posterior variance no longer moves
         # theta_s: EM would only creep towards the boundary Q = 0, so that coordinate counts as settled.
         negligible = (logvar > 0) & (logvar * x < torch.log(Q_FLOOR * post)[:, None])
-        return (((f.abs() < opts.tol) & (step.abs() < opts.tol)) | negligible).all(-1)
+        return ((f.abs() < opts.tol) | negligible).all(-1)
 
     while it < opts.max_iter:
+        converged = converged | at_fixed_point(x0, f, post)
+        if bool(converged.all()):
+            break
         if f_prev is not None and opts.depth > 0:
             dF.append(f - f_prev)
             dG.append(g - g_prev)
@@ -412,9 +413,6 @@ def _anderson(
             gamma = torch.linalg.solve(A, (Fm.transpose(-1, -2) @ f.unsqueeze(-1))).squeeze(-1)
             x_aa = g - (Gm @ gamma.unsqueeze(-1)).squeeze(-1)
             x_new = torch.where(torch.isfinite(x_aa).all(-1, keepdim=True), x_aa, g)
-        converged = converged | at_fixed_point(x0, f, x_new - x0, post)
-        if bool(converged.all()):
-            break
         x_new = torch.where(converged[:, None], x0, x_new)
         it += 1
         try:
