@@ -96,7 +96,7 @@ def test_full_Q_v5_reaches_published_mll():
     strict=True,
     reason="v5's published 'tight' fit is plain EM stopped at 3000 iterations, still gaining 7.9e-6 per "
     "iteration (our plain EM reproduces it after the same 3000 iterations and is 0.19 from it after 60000); "
-    "the accelerated fit (569 E-steps) raises l by 0.011 and moves theta_s by up to 0.20",
+    "the accelerated fit (470 E-steps) raises l by 0.007 and moves theta_s by up to 0.20",
 )
 def test_full_Q_v5_theta_s_near_published():
     d, st, kw = load("v5_fullQ_N4")
