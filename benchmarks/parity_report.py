@@ -1,0 +1,97 @@
+"""Print the parity figures against the published library's runs (tests/data/parity).
+
+Usage:
+    python benchmarks/parity_report.py            # stop="ssll" vs default__, and the default fit vs tight__
+    python benchmarks/parity_report.py --long v5_fullQ_N4 --iters 60000
+                                                  # plain EM far past the published 3000 iterations
+
+Run from the repository root (it reads tests/data/parity).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+import torch_ising as ti
+
+PARITY = Path(__file__).resolve().parents[1] / "tests" / "data" / "parity"
+CASES = [
+    "v1_stationary_N3",
+    "v2_pairwise_N4",
+    "v3_triplet_N3",
+    "v4_diagQ_N4",
+    "v5_fullQ_N4",
+    "v6_autoregF_N4",
+    "v7_firstorder_N3",
+]
+
+
+def load(case: str) -> tuple[dict, dict, dict]:
+    d = dict(np.load(PARITY / f"{case}.npz"))
+    st = json.loads(str(d["settings"]))
+    D = d["theta_true"].shape[1]
+    kw: dict = {}
+    if st.get("state_cov") == "diag":
+        kw["state_cov"] = 0.01 * np.ones(D)
+    elif st.get("state_cov") == "full":
+        kw["state_cov"] = 0.01 * np.eye(D)
+    if st.get("state_ar") == "identity":
+        kw["state_ar"] = np.eye(D)
+    return d, st, kw
+
+
+def report() -> None:
+    print(
+        "| case | ssll iterations (published) | ssll |d mll| | ssll max |d theta_s| | fit mll - tight | "
+        "fit max |theta_s - tight| |"
+    )
+    print("|---|---|---|---|---|---|")
+    for case in CASES:
+        d, st, kw = load(case)
+        s = ti.fit(d["spikes"], st["O"], progress=False, stop="ssll", **kw)
+        r = ti.fit(d["spikes"], st["O"], progress=False, **kw)
+        dm = abs(s.mll - float(d["default__mll"]))
+        dth = np.abs(s.theta_s.numpy() - d["default__theta_s"]).max()
+        tm = r.mll - float(d["tight__mll"])
+        tth = np.abs(r.theta_s.numpy() - d["tight__theta_s"]).max()
+        n_pub = int(d["default__iterations"])
+        print(f"| {case} | {s.iterations} ({n_pub}) | {dm:.1e} | {dth:.1e} | {tm:+.4f} | {tth:.4f} |")
+
+
+def long_em(case: str, iters: int) -> None:
+    d, st, kw = load(case)
+    conv = ti.fit(d["spikes"], st["O"], progress=False, **kw)
+    tight = d["tight__theta_s"]
+    print(f"{case}: default fit {conv.iterations} iterations, mll - tight {conv.mll - float(d['tight__mll']):+.5f}")
+    marks = {m for m in (1000, 3000, 10000, 30000, 60000, iters) if m <= iters}
+
+    def on_state(s: ti.EMState) -> None:
+        if s.iteration in marks:
+            th = s.theta_s[0].numpy()
+            dm = float(s.mll[0]) - float(d["tight__mll"])
+            d_tight = np.abs(th - tight).max()
+            d_fit = np.abs(th - conv.theta_s.numpy()).max()
+            print(
+                f"  plain EM {s.iteration}: mll - tight {dm:+.5f}, |th - tight| {d_tight:.4f}, |th - fit| {d_fit:.4f}"
+            )
+
+    ti.fit(d["spikes"], st["O"], progress=False, stop="em", tol=0.0, max_iter=iters, on_state=on_state, **kw)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--long", default=None, help="a case for the long plain-EM run")
+    ap.add_argument("--iters", type=int, default=10000)
+    a = ap.parse_args()
+    if a.long:
+        long_em(a.long, a.iters)
+    else:
+        report()
+
+
+if __name__ == "__main__":
+    main()
