@@ -12,36 +12,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 import torch_ising as ti
 
-PARITY = Path(__file__).resolve().parents[1] / "tests" / "data" / "parity"
-CASES = [
-    "v1_stationary_N3",
-    "v2_pairwise_N4",
-    "v3_triplet_N3",
-    "v4_diagQ_N4",
-    "v5_fullQ_N4",
-    "v6_autoregF_N4",
-    "v7_firstorder_N3",
-]
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the test helpers hold the parity cases' settings
+
+from tests.common import PARITY_DIR, parity_fit_kwargs  # noqa: E402
+from tests.statespace.test_parity import CASES  # noqa: E402
 
 
 def load(case: str) -> tuple[dict, dict, dict]:
-    d = dict(np.load(PARITY / f"{case}.npz"))
+    d = dict(np.load(PARITY_DIR / f"{case}.npz"))
     st = json.loads(str(d["settings"]))
-    D = d["theta_true"].shape[1]
-    kw: dict = {}
-    if st.get("state_cov") == "diag":
-        kw["state_cov"] = 0.01 * np.ones(D)
-    elif st.get("state_cov") == "full":
-        kw["state_cov"] = 0.01 * np.eye(D)
-    if st.get("state_ar") == "identity":
-        kw["state_ar"] = np.eye(D)
-    return d, st, kw
+    return d, st, parity_fit_kwargs(st, d["theta_true"].shape[1])
 
 
 def report() -> None:

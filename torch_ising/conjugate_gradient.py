@@ -51,15 +51,14 @@ def _line_search(
     H: torch.Tensor,
     active: torch.Tensor,
     line_tol: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """Newton steps on a along x + a s (rows where ``active``); returns x, f, g, H and evaluations."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Newton steps on a along x + a s (rows where ``active``); returns x, f, g and H there."""
     x0 = x
     slope = (g * s).sum(-1)
     curv = -_quad(s, H)
     alpha = torch.zeros_like(slope)
     snorm = s.abs().sum(-1)
     searching = active.clone()
-    n_eval = 0
     while bool(searching.any()):
         alpha_new = alpha + slope / curv
         negative = alpha_new < 0
@@ -67,7 +66,6 @@ def _line_search(
         alpha = torch.where(searching, torch.where(negative, 0.5 * alpha, alpha_new), alpha)
         cand = x0 + alpha[:, None] * s
         fc, gc, Hc = objective(cand)
-        n_eval += 1
         keep = searching.view(-1, *([1] * (H.ndim - 1)))
         x = torch.where(searching[:, None], cand, x)
         f = torch.where(searching, fc, f)
@@ -76,7 +74,7 @@ def _line_search(
         slope = torch.where(searching, (gc * s).sum(-1), slope)
         curv = torch.where(searching, -_quad(s, Hc), curv)
         searching = searching & (dalpha * snorm > line_tol)
-    return x, f, g, H, n_eval
+    return x, f, g, H
 
 
 def conjugate_gradient_ascent(
@@ -109,14 +107,14 @@ def conjugate_gradient_ascent(
     all_rows = torch.ones(x0.shape[0], dtype=torch.bool, device=x0.device)
     d = g
     s = g
-    x, f, g, H, _ = _line_search(objective, x0, s, f, g, H, all_rows, line_tol)
+    x, f, g, H = _line_search(objective, x0, s, f, g, H, all_rows, line_tol)
     active = all_rows.clone()  # the published loop takes at least one conjugate step
     it = 0
     while bool(active.any()) and it < max_iter:
         d_prev, d = d, torch.where(active[:, None], g, d)
         beta = ((d * (d - d_prev)).sum(-1) / (d_prev * d_prev).sum(-1)).clamp_min(0.0)
         s = torch.where(active[:, None], d + beta[:, None] * s, s)
-        x, f, g, H, _ = _line_search(objective, x, s, f, g, H, active, line_tol)
+        x, f, g, H = _line_search(objective, x, s, f, g, H, active, line_tol)
         it += 1
         active = active & ((g.abs() / scale_t).amax(-1) > tol)
     converged = bool(((g.abs() / scale_t).amax(-1) <= tol).all())
