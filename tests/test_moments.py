@@ -119,3 +119,27 @@ def test_expectation_from_probs_matches_brute_force():
     bf = brute_force(theta, 5, 3)
     eta = moments.expectation_from_probs(torch.as_tensor(bf["probs"]), 5, 3)
     np.testing.assert_allclose(to_np(eta), bf["eta"], atol=1e-12)
+
+
+def test_numpy_and_list_theta_match_the_closed_form():
+    # N = 2, theta = (theta_1, theta_2, theta_12): p(x) = exp(theta . F(x)) / Z over 00, 10, 01, 11
+    theta = [-1.0, -0.5, 2.0]
+    w = np.exp([0.0, theta[0], theta[1], theta[0] + theta[1] + theta[2]])
+    p = w / w.sum()
+    for th in (theta, np.asarray(theta)):
+        got = moments.probs(th, 2, 2)
+        assert got.dtype == torch.float64
+        np.testing.assert_allclose(to_np(got), p, atol=1e-15)
+        eta = moments.expectation(th, 2, 2)
+        np.testing.assert_allclose(to_np(eta), [p[1] + p[3], p[2] + p[3], p[3]], atol=1e-15)
+    # integer lists become float64 too
+    assert moments.log_partition([0, 0, 0], 2, 2).dtype == torch.float64
+    np.testing.assert_allclose(float(moments.log_partition([0, 0, 0], 2, 2)), np.log(4.0), atol=1e-15)
+
+
+def test_memory_refusal_for_swapped_axes_points_at_the_transpose():
+    from torch_ising import fit
+
+    spikes = np.zeros((2, 5, 100), dtype=np.uint8)  # (T, N, R) passed where (T, R, N) is expected
+    with pytest.raises(moments.ExactMemoryError, match="transpose"):
+        fit(spikes, progress=False)

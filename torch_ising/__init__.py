@@ -4,8 +4,6 @@ state-space (time-varying) estimation, in PyTorch.
 The public API a researcher types lives here; everything else is private.
 """
 
-from __future__ import annotations
-
 from . import approx, basis, comparison, experiment, intervals, moments, plotting, synthesis
 from .approx import ETA_METHODS, ApproximationWarning, ConvergenceError, PseudoLikelihood, approx_moments
 from .basis import compute_D, enumerate_patterns, rebin, subsets, sufficient_stats

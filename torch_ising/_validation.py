@@ -6,11 +6,15 @@ was expected, so that a researcher sees the fix in the message itself.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import comb
 from typing import Any
 
 import numpy as np
 import torch
+
+#: what the public functions accept for theta, spikes and the like
+ArrayLike = torch.Tensor | np.ndarray | Sequence[Any]
 
 
 def check_N_order(N: Any, order: Any) -> tuple[int, int]:
@@ -87,8 +91,12 @@ def check_spikes(spikes: Any, ndim: int | tuple[int, ...] = 3, name: str = "spik
     t = as_tensor(spikes)
     shapes = {3: "(T, R, N)", 2: "(R, N)", 1: "(N,)"}
     if t.ndim not in allowed:
+        shapes[4] = "(B, T, R, N) for a batch of B data sets"
         want = " or ".join(shapes.get(k, f"{k}-D") for k in allowed)
-        raise ValueError(f"{name} must have shape {want}; got {t.ndim}-D shape {tuple(t.shape)}")
+        hint = ""
+        if t.ndim == 2 and 3 in allowed:
+            hint = " A single bin of R trials x N neurons is spikes[None] (T = 1)."
+        raise ValueError(f"{name} must have shape {want}; got {t.ndim}-D shape {tuple(t.shape)}.{hint}")
     if t.numel() == 0:
         raise ValueError(f"{name} is empty: shape {tuple(t.shape)}")
     if t.is_floating_point() and bool(torch.isnan(t).any()):

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
-from ._validation import check_N_order, check_positive_int, check_theta
+from ._validation import ArrayLike, as_tensor, check_N_order, check_positive_int, check_theta
 from .basis import features, mask_to_seed, or_index, seed_to_mask, subset_masks
 
 __all__ = [
@@ -126,8 +126,8 @@ def check_memory(
     avail = _available_bytes(device)
     if need > 0.8 * avail:
         raise ExactMemoryError(
-            f"exact enumeration for N={N} needs about {need / 2**30:.2f} GiB per parameter vector "
-            f"({2**N:,} patterns, {dtype}) but only {avail / 2**30:.2f} GiB is available on {device}. "
+            f"exact enumeration for N={N} needs about {need / 2**30:.3g} GiB per parameter vector "
+            f"(2^{N} = {2**N:.3g} patterns, {dtype}) but only {avail / 2**30:.2f} GiB is available on {device}. "
             "Use an approximation (fit(..., method='pseudo')), fewer neurons, or a larger device."
         )
     return need
@@ -209,6 +209,14 @@ def _flatten(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
     return theta.reshape(-1, theta.shape[-1]), batch
 
 
+def _as_theta(theta: Any) -> torch.Tensor:
+    """Accept a tensor as it is; convert a numpy array or list (float64 unless it is float32)."""
+    if isinstance(theta, torch.Tensor):
+        return theta
+    t = as_tensor(theta)
+    return t if t.is_floating_point() else t.to(torch.float64)
+
+
 def _prepare(theta: torch.Tensor, N: int, order: int) -> tuple[int, int]:
     N, order = check_N_order(N, order)
     check_theta(theta, N, order, check_finite=not _tracks_grad(theta))
@@ -218,15 +226,16 @@ def _prepare(theta: torch.Tensor, N: int, order: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------- public
 
 
-def energies(theta: torch.Tensor, N: int, order: int = 2, seed_order: bool = True) -> torch.Tensor:
+def energies(theta: ArrayLike, N: int, order: int = 2, seed_order: bool = True) -> torch.Tensor:
     """Energies E(x) = theta . F(x) of all 2^N patterns, shape (..., 2^N)."""
+    theta = _as_theta(theta)
     N, order = _prepare(theta, N, order)
     check_memory(N, 1, theta.dtype, theta.device, _tracks_grad(theta))
     E = _energies_mask(theta, N, order, inplace=not _tracks_grad(theta))
     return mask_to_seed(E, N) if seed_order else E
 
 
-def log_partition(theta: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
+def log_partition(theta: ArrayLike, N: int, order: int = 2) -> torch.Tensor:
     """psi(theta) = log sum_x exp(theta . F(x)), shape (...). Differentiable.
 
     Autograd of psi gives eta, and its Hessian is the Fisher matrix.
@@ -234,23 +243,48 @@ def log_partition(theta: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
     return _batched(theta, N, order, "psi")
 
 
-def log_probs(theta: torch.Tensor, N: int, order: int = 2, seed_order: bool = True) -> torch.Tensor:
+def log_probs(theta: ArrayLike, N: int, order: int = 2, seed_order: bool = True) -> torch.Tensor:
     """log p(x | theta) = theta . F(x) - psi for all patterns, shape (..., 2^N)."""
     out = _batched(theta, N, order, "logp")
     return mask_to_seed(out, N) if seed_order else out
 
 
-def probs(theta: torch.Tensor, N: int, order: int = 2, seed_order: bool = True) -> torch.Tensor:
-    """Pattern probabilities p(x | theta), shape (..., 2^N), summing to 1."""
+def probs(theta: ArrayLike, N: int, order: int = 2, seed_order: bool = True) -> torch.Tensor:
+    """Pattern probabilities p(x | theta) = exp(theta . F(x) - psi(theta)) of all 2^N patterns.
+
+    Args:
+        theta: natural parameters (..., D): the N biases, then the C(N, 2) pairwise
+            couplings, and so on up to ``order``. A tensor keeps its dtype and device; a
+            numpy array or list becomes a float64 tensor.
+        N: number of neurons.
+        order: interaction order O (D = sum_{k<=O} C(N, k)).
+        seed_order: order the patterns as the seed's ``enumerate_patterns`` (by the number
+            of active neurons); False gives bit-mask order.
+
+    Returns:
+        Probabilities, shape (..., 2^N), summing to 1 over the last dimension.
+    """
     return log_probs(theta, N, order, seed_order).exp()
 
 
-def expectation(theta: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
-    """eta = E[F(x)] = grad psi, shape (..., D): firing and joint firing probabilities."""
+def expectation(theta: ArrayLike, N: int, order: int = 2) -> torch.Tensor:
+    """eta = E[F(x)] = grad psi(theta): firing and joint firing probabilities.
+
+    eta_i = P(x_i = 1) are the firing rates, eta_ij = P(x_i = x_j = 1) the pairwise
+    joint rates, and so on.
+
+    Args:
+        theta: natural parameters (..., D), a tensor, numpy array or list (see :func:`probs`).
+        N: number of neurons.
+        order: interaction order O.
+
+    Returns:
+        eta, shape (..., D), in theta's order.
+    """
     return moments(theta, N, order, with_fisher=False).eta
 
 
-def fisher(theta: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
+def fisher(theta: ArrayLike, N: int, order: int = 2) -> torch.Tensor:
     """G(theta) = Cov[F(x)] = hess psi, shape (..., D, D).
 
     G[S, T] = P(S and T all fire) - eta_S eta_T = q[mask(S) | mask(T)] - eta_S eta_T.
@@ -258,7 +292,7 @@ def fisher(theta: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
     return moments(theta, N, order, with_fisher=True).fisher
 
 
-def moments(theta: torch.Tensor, N: int, order: int = 2, with_fisher: bool = True) -> Moments:
+def moments(theta: ArrayLike, N: int, order: int = 2, with_fisher: bool = True) -> Moments:
     """psi, eta and (optionally) the Fisher matrix in one pass of 3 transforms.
 
     Args:
@@ -274,6 +308,7 @@ def moments(theta: torch.Tensor, N: int, order: int = 2, with_fisher: bool = Tru
 
 
 def _batched(theta: torch.Tensor, N: int, order: int, what: str):
+    theta = _as_theta(theta)
     N, order = _prepare(theta, N, order)
     flat, batch = _flatten(theta)
     grad = _tracks_grad(theta)
@@ -347,23 +382,26 @@ def _core(theta: torch.Tensor, N: int, order: int, what: str, grad: bool):
     return Moments(psi, eta, fis)
 
 
-def expectation_from_probs(p: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
+def expectation_from_probs(p: ArrayLike, N: int, order: int = 2) -> torch.Tensor:
     """eta_S = P(all neurons of S fire) = sum_{x containing S} p(x), for p (..., 2^N) in seed order.
 
     The superset-sum transform of p read at the subset masks; no 2^N x D matrix.
     """
     N, order = check_N_order(N, order)
+    p = _as_theta(p)
     if p.ndim < 1 or p.shape[-1] != 2**N:
         raise ValueError(f"p must have shape (..., 2^N) = (..., {2**N}); got {tuple(p.shape)}")
     q = _transform(seed_to_mask(p, N), N, superset=True, inplace=not _tracks_grad(p))
     return q[..., subset_masks(N, order, p.device)]
 
 
-def log_prob(x: torch.Tensor, theta: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
+def log_prob(x: ArrayLike, theta: ArrayLike, N: int, order: int = 2) -> torch.Tensor:
     """log p(x | theta) = theta . F(x) - psi(theta) for binary patterns x (..., N).
 
     ``x`` and ``theta`` (..., D) broadcast over their batch dimensions.
     """
+    theta = _as_theta(theta)
+    x = as_tensor(x)
     N, order = _prepare(theta, N, order)
     if x.shape[-1] != N:
         raise ValueError(f"x must have shape (..., N) with N={N}; got {tuple(x.shape)}")
@@ -371,18 +409,20 @@ def log_prob(x: torch.Tensor, theta: torch.Tensor, N: int, order: int = 2) -> to
     return (Fx * theta).sum(-1) - log_partition(theta, N, order)
 
 
-def entropy(theta: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
+def entropy(theta: ArrayLike, N: int, order: int = 2) -> torch.Tensor:
     """Entropy H = psi - theta . eta (nats), shape (...)."""
+    theta = _as_theta(theta)
     m = moments(theta, N, order, with_fisher=False)
     return m.psi - (theta * m.eta).sum(-1)
 
 
-def heat_capacity(theta: torch.Tensor, N: int, order: int = 2, beta: float | torch.Tensor = 1.0) -> torch.Tensor:
+def heat_capacity(theta: ArrayLike, N: int, order: int = 2, beta: float | torch.Tensor = 1.0) -> torch.Tensor:
     """Exact heat capacity C(beta) = d^2/dbeta^2 psi(beta theta) = beta^2 theta^T G(beta theta) theta.
 
     Equivalently beta^2 Var_{p_beta}[theta . F(x)]. ``beta`` may be a tensor;
     it broadcasts against the batch shape of ``theta``.
     """
+    theta = _as_theta(theta)
     beta_t = torch.as_tensor(beta, dtype=theta.dtype, device=theta.device)
     bt = beta_t[..., None] * theta
     G = fisher(bt, N, order)
@@ -391,7 +431,7 @@ def heat_capacity(theta: torch.Tensor, N: int, order: int = 2, beta: float | tor
 
 
 def sample(
-    theta: torch.Tensor,
+    theta: ArrayLike,
     n: int,
     N: int,
     order: int = 2,
@@ -410,6 +450,7 @@ def sample(
         Binary patterns, shape (..., n, N), dtype uint8.
     """
     n = check_positive_int(n, "n")
+    theta = _as_theta(theta)
     N, order = _prepare(theta, N, order)
     with torch.no_grad():
         flat, batch = _flatten(theta.detach())

@@ -47,7 +47,8 @@ def _fig_ax(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes
     import matplotlib.pyplot as plt
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=figsize)
+        # constrained layout keeps axis labels inside the figure when it is saved
+        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
         return fig, ax
     return ax.figure, ax
 
@@ -326,7 +327,7 @@ def plot_thermodynamics(
         raise ValueError(f"plot_thermodynamics needs quantities of shape (T,); got shape {T}")
     x = np.arange(T[0]) if time is None else _np(time)
     if ax is None:
-        fig, axes = plt.subplots(2, 2, figsize=(9.0, 5.5), sharex=True)
+        fig, axes = plt.subplots(2, 2, figsize=(9.0, 5.5), sharex=True, layout="constrained")
         axes = np.asarray(axes).reshape(-1)
     else:
         axes = np.asarray(ax, dtype=object).reshape(-1)
@@ -343,7 +344,6 @@ def plot_thermodynamics(
         a.set_xlabel("Time bin")
         if len(qs) > 1:
             a.legend(fontsize="small")
-    fig.tight_layout()
     return fig, axes
 
 

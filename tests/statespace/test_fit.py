@@ -32,6 +32,9 @@ def test_result_fields_and_roundtrip(small, tmp_path):
     assert (r.N, r.D, r.T, r.R, r.order) == (3, 6, 12, 30, 2)
     assert r.Q.shape == (D, D) and r.F.shape == (D, D) and r.U is None
     assert r.iterations >= 1 and isinstance(r.converged, bool)
+    assert len(r.mll_list) == r.iterations + 1  # the initial E-step, then one l per iteration
+    text = repr(r)  # a summary line, not every tensor
+    assert "\n" not in text and len(text) < 300 and f"iterations={r.iterations}" in text and "N=3" in text
     torch.testing.assert_close(r.eta_s, moments.expectation(r.theta_s, 3, 2))
     path = r.save(tmp_path / "fit.npz")
     with np.load(path, allow_pickle=False) as d:
@@ -51,9 +54,12 @@ def test_tensor_and_numpy_inputs_agree(small):
 
 
 def test_progress_bar(small, capsys):
-    fit(small, 2, progress=True, max_iter=3)
+    r = fit(small, 2, progress=True, max_iter=3)
     err = capsys.readouterr().err
     assert "EM" in err and "mll" in err
+    assert not r.converged and "NOT converged" in err  # the last line says how the fit ended
+    r = fit(small, 2, progress=True)
+    assert r.converged and capsys.readouterr().err.rstrip().endswith("converged")
     fit(small, 2, progress=False, max_iter=3)
     assert capsys.readouterr().err == ""
 

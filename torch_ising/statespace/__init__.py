@@ -4,7 +4,7 @@
 * :mod:`.smoother` - the smoother with lag-one covariances (3.2)
 * :mod:`.mstep` - the M-step for mu, Q (four forms), F and U (3.3)
 * :mod:`.marginal` - the Laplace log marginal likelihood (3.4)
-* :mod:`.em` - the EM loop with SQUAREM acceleration or the published rule (3.5)
+* :mod:`.em` - the EM loop with Anderson acceleration, direct maximisation of l, or the published rule (3.5)
 * :mod:`.model` - :func:`fit` and :class:`StateSpaceIsing`
 """
 

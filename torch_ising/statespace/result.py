@@ -33,7 +33,10 @@ class StateSpaceResult:
         theta_f: filtered means theta_{t|t}, (T, D).
         sigma_f: filtered covariances W_{t|t}, (T, D, D) ((T, D) for diagonal fits).
         mll: Laplace log marginal likelihood l at the final hyperparameters.
-        mll_list: l after every EM iteration (the first entry is the initial E-step).
+        mll_list: l after every EM iteration; the first entry is the initial
+            E-step, so ``len(mll_list) == iterations + 1``. The Laplace l is an
+            approximation and not a Lyapunov function of EM: it rises to a
+            plateau but may dip by ~1e-4 on the way.
         N, D, T, R, order: sizes (T after re-binning; R trials per bin).
         Q: state-noise covariance (D, D). F: autoregressive matrix (D, D).
         U: input gain (D, n_u) or None. mu: learned initial mean theta_o (D,).
@@ -73,6 +76,20 @@ class StateSpaceResult:
     learn_Q: bool = True
     learn_F: bool = False
     mstep: bool = True
+
+    def __repr__(self) -> str:
+        """A one-line summary (sizes, l, iterations) instead of every tensor."""
+        if self.batched:
+            mll = f"mll=<{self.theta_s.shape[0]} data sets>"
+            conv = f"converged={int(torch.as_tensor(self.converged).sum())}/{self.theta_s.shape[0]}"
+        else:
+            mll = f"mll={float(self.mll):.4f}"
+            conv = f"converged={bool(self.converged)}"
+        return (
+            f"StateSpaceResult(N={self.N}, order={self.order}, D={self.D}, T={self.T}, R={self.R}, "
+            f"{mll}, iterations={self.iterations}, {conv}, method={self.method!r}, stop={self.stop!r}, "
+            f"q_form={self.q_form!r})"
+        )
 
     # ------------------------------------------------------------------ views
     @property
