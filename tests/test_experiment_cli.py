@@ -74,6 +74,10 @@ def test_run_experiment_writes_results_that_match_a_direct_fit(tmp_path):
     for needle in ("N ", "T ", "R ", "order", "mll", "AIC", "iterations", "wall time"):
         assert needle in text
     assert (tmp_path / "figures" / "mll.png").is_file()
+    # 4 iterations do not reach the fixed point: the fit's warning is kept with the results
+    assert not direct.converged and not summary["converged"]
+    assert len(summary["warnings"]) == 1 and "max_iter=4" in summary["warnings"][0]
+    assert "warning" in text and "max_iter=4" in text
 
 
 @pytest.mark.parametrize(

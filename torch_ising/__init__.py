@@ -27,6 +27,7 @@ from .moments import (
 from .statespace import (
     EMState,
     ExactIsing,
+    FitWarning,
     ObservationModel,
     StateSpaceIsing,
     StateSpaceParams,
@@ -46,6 +47,7 @@ __all__ = [
     "Ising",
     "fit",
     "StateSpaceIsing",
+    "FitWarning",
     "StateSpaceResult",
     "StateSpaceParams",
     "EMState",

@@ -6,6 +6,7 @@ import torch
 
 from tests.common import PARITY_DIR
 from torch_ising import (
+    FitWarning,
     StateSpaceIsing,
     StateSpaceResult,
     fit,
@@ -54,7 +55,8 @@ def test_tensor_and_numpy_inputs_agree(small):
 
 
 def test_progress_bar(small, capsys):
-    r = fit(small, 2, progress=True, max_iter=3)
+    with pytest.warns(FitWarning, match="max_iter=3"):
+        r = fit(small, 2, progress=True, max_iter=3)
     err = capsys.readouterr().err
     assert "EM" in err and "mll" in err
     assert not r.converged and "NOT converged" in err  # the last line says how the fit ended
@@ -205,3 +207,22 @@ def test_cuda_fit_matches_cpu(small):
     b = fit(small, 2, progress=False, max_iter=20, device="cuda", newton_tol=1e-12)
     assert b.theta_s.device.type == "cuda"
     assert (b.theta_s.cpu() - a.theta_s).abs().max() < 1e-8
+
+
+def test_explosive_learned_F_warns():
+    from types import SimpleNamespace
+
+    from torch_ising.statespace.model import _warn_on_outcome
+
+    def outcome(F: torch.Tensor) -> SimpleNamespace:
+        estep = SimpleNamespace(smooth=SimpleNamespace(theta_s=torch.full((1, 5, 2), 30.0)))
+        return SimpleNamespace(converged=torch.tensor([True]), params=SimpleNamespace(F=F[None]), estep=estep)
+
+    # spectral radius of [[1.1, 5], [0, 0.5]] is 1.1 (triangular: the diagonal), of 0.9 I it is 0.9
+    with pytest.warns(FitWarning, match="spectral radius 1.1000"):
+        _warn_on_outcome(outcome(torch.tensor([[1.1, 5.0], [0.0, 0.5]])), 100, True, True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_on_outcome(outcome(0.9 * torch.eye(2)), 100, True, True)

@@ -249,7 +249,7 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
 
     from ..basis import compute_D
     from ..comparison import aic, bic, count_hyperparameters
-    from ..statespace import fit
+    from ..statespace import FitWarning, fit
     from .outputs import (
         check_figure_names,
         format_summary,
@@ -303,7 +303,16 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
             print(f"{_PROG}: fit.resume=true but there is no checkpoint at {ckpt_path}; starting afresh", flush=True)
     checkpointer = _Checkpointer(ckpt_path, fit_cfg.checkpoint_every, start, history, meta)
     # max_iter counts the iterations before the resume too; the fit takes the uninterrupted run's steps
-    result = fit(spikes, model_cfg.order, **kwargs, resume=resume, on_state=checkpointer)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit(spikes, model_cfg.order, **kwargs, resume=resume, on_state=checkpointer)
+    fit_warnings = []
+    for w in caught:  # FitWarnings go into the summary as well as onto stderr; others pass through
+        if issubclass(w.category, FitWarning):
+            fit_warnings.append(str(w.message))
+            print(f"{_PROG}: warning: {w.message}", file=sys.stderr, flush=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     # l per iteration: the fit's record, or (resumed) the checkpoint's record continued by this run's iterations
     mll_list = [float(m) for m in (checkpointer.history if start else result.mll_list)]
     wall_time = time.perf_counter() - t_start
@@ -337,6 +346,7 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
         "resumed_from": start,
         "overrides": list(overrides),
         "output_dir": str(output_dir),
+        "warnings": fit_warnings,
     }
 
     written: dict[str, Any] = {}

@@ -213,6 +213,8 @@ def format_summary(summary: Mapping[str, Any], title: str = "torch-ising summary
         lines.append(f"  {label:<14} {v}")
     if summary.get("resumed_from"):
         lines.append(f"  {'resumed from':<14} iteration {summary['resumed_from']}")
+    for message in summary.get("warnings") or ():
+        lines.append(f"  {'warning':<14} {message}")
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@
 from .em import EStep, e_step, run_em
 from .filter import laplace_filter
 from .marginal import log_marginal
-from .model import OBSERVATION_MODELS, StateSpaceIsing, fit
+from .model import OBSERVATION_MODELS, FitWarning, StateSpaceIsing, fit
 from .mstep import Q_FORMS, m_step
 from .observation import ExactIsing, ObservationModel, autograd_value_grad_hess
 from .records import EMState, FilterResult, SmootherResult, StateSpaceParams
@@ -21,6 +21,7 @@ from .smoother import smoother
 __all__ = [
     "fit",
     "StateSpaceIsing",
+    "FitWarning",
     "StateSpaceResult",
     "StateSpaceParams",
     "EMState",

@@ -389,7 +389,8 @@ def _anderson(
     def at_fixed_point(x: torch.Tensor, f: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
         # A state-noise variance below Q_FLOOR x the mean posterior variance no longer moves
         # theta_s: EM would only creep towards the boundary Q = 0, so that coordinate counts as settled.
-        negligible = (logvar > 0) & (logvar * x < torch.log(Q_FLOOR * post)[:, None])
+        # Only while EM still pushes it down (f <= 0): one it pushes back up is not at the boundary.
+        negligible = (logvar > 0) & (logvar * x < torch.log(Q_FLOOR * post)[:, None]) & (f <= 0)
         return ((f.abs() < opts.tol) | negligible).all(-1)
 
     while it < opts.max_iter:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,11 @@ from .observation import ExactIsing, ObservationModel
 from .records import EMState, StateSpaceParams
 from .result import StateSpaceResult
 
-__all__ = ["fit", "StateSpaceIsing", "OBSERVATION_MODELS", "resolve_device"]
+__all__ = ["fit", "StateSpaceIsing", "FitWarning", "OBSERVATION_MODELS", "resolve_device"]
+
+
+class FitWarning(UserWarning):
+    """A fit ended where its estimates need care: not converged, or an explosive learned F."""
 
 
 def _exact_observation(y: torch.Tensor, R: int, N: int, order: int, spikes: torch.Tensor, **_: Any) -> ObservationModel:
@@ -403,6 +408,7 @@ def fit(
             )
     finally:
         bar.close(None if out is None else out.converged)
+    _warn_on_outcome(out, opts.max_iter, mstep, learn_F)
     es = out.estep
     theta_s = es.smooth.theta_s
     with torch.no_grad():
@@ -441,6 +447,36 @@ def fit(
         learn_F=learn_F,
         mstep=mstep,
     )
+
+
+def _warn_on_outcome(out: Any, max_iter: int, mstep: bool, learn_F: bool) -> None:
+    """Warn (:class:`FitWarning`) when the stopping rule was not met, or a learned F is explosive.
+
+    With a free F and Q -> 0 the trajectory theta_t = F theta_{t-1} can follow the
+    empirical rates of every bin, so l grows without bound while theta_s runs off
+    towards +-infinity; a spectral radius rho(F) > 1 is the sign of it.
+    """
+    conv = out.converged
+    if mstep and not bool(conv.all()):
+        n = conv.numel()
+        which = "" if n == 1 else f" for {int((~conv).sum())} of {n} data sets"
+        warnings.warn(
+            f"EM stopped after max_iter={max_iter} iterations before its stopping rule was met{which}; the "
+            "hyperparameters may still move. Pass a larger max_iter, or continue the fit with resume= (see on_state).",
+            FitWarning,
+            stacklevel=3,
+        )
+    if learn_F:
+        rho = torch.linalg.eigvals(out.params.F).abs().amax(-1)
+        if bool((rho > 1.0).any()):
+            big = float(out.estep.smooth.theta_s.abs().amax())
+            warnings.warn(
+                f"the learned F has spectral radius {float(rho.amax()):.4f} > 1, an explosive state process "
+                f"(max |theta_s| = {big:.3g}). With a free F the marginal likelihood can grow without bound as "
+                "theta_s runs off towards +-infinity; consider F fixed at I (state_ar=None), or more bins and trials.",
+                FitWarning,
+                stacklevel=3,
+            )
 
 
 def _state_to(state: EMState | None, dev: torch.device, dtype: torch.dtype) -> EMState | None:
