@@ -55,7 +55,7 @@ def long_em(case: str, iters: int) -> None:
     conv = ti.fit(d["spikes"], st["O"], progress=False, **kw)
     tight = d["tight__theta_s"]
     print(f"{case}: default fit {conv.iterations} iterations, mll - tight {conv.mll - float(d['tight__mll']):+.5f}")
-    marks = {m for m in (1000, 3000, 10000, 30000, 60000, iters) if m <= iters}
+    marks = {m for m in (1000, 3000, 6000, 10000, 30000, 60000, iters) if m <= iters}
 
     def on_state(s: ti.EMState) -> None:
         if s.iteration in marks:
