@@ -4,6 +4,7 @@ Usage:
     python benchmarks/parity_report.py            # stop="ssll" vs default__, and the default fit vs tight__
     python benchmarks/parity_report.py --long v5_fullQ_N4 --iters 60000
                                                   # plain EM far past the published 3000 iterations
+    python benchmarks/parity_report.py --compat    # compat.ssll.run against default__ (issue 7)
 
 Run from the repository root (it reads tests/data/parity).
 """
@@ -50,6 +51,20 @@ def report() -> None:
         print(f"| {case} | {s.iterations} ({n_pub}) | {dm:.1e} | {dth:.1e} | {tm:+.4f} | {tth:.4f} |")
 
 
+def compat_report() -> None:
+    from tests.compat.test_ssll import _settings
+    from torch_ising.compat import ssll
+
+    print("| case | iterations (published) | \\|d mll\\| | max \\|d theta_s\\| |")
+    print("|---|---|---|---|")
+    for case in CASES:
+        d, kw = _settings(case)
+        emd = ssll.run(d["spikes"], EM_Info=False, **kw)
+        dm = abs(emd.mll - float(d["default__mll"]))
+        dth = np.abs(emd.theta_s - d["default__theta_s"]).max()
+        print(f"| {case} | {emd.iterations} ({int(d['default__iterations'])}) | {dm:.1e} | {dth:.1e} |")
+
+
 def long_em(case: str, iters: int) -> None:
     d, st, kw = load(case)
     conv = ti.fit(d["spikes"], st["O"], progress=False, **kw)
@@ -74,8 +89,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--long", default=None, help="a case for the long plain-EM run")
     ap.add_argument("--iters", type=int, default=10000)
+    ap.add_argument("--compat", action="store_true", help="compat.ssll.run against default__")
     a = ap.parse_args()
-    if a.long:
+    if a.compat:
+        compat_report()
+    elif a.long:
         long_em(a.long, a.iters)
     else:
         report()
