@@ -226,3 +226,16 @@ def test_explosive_learned_F_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _warn_on_outcome(outcome(0.9 * torch.eye(2)), 100, True, True)
+
+
+def test_fit_warnings_point_at_the_callers_line(small):
+    from torch_ising.compat import ssll
+
+    for call in (
+        lambda: fit(small, 2, progress=False, max_iter=2),
+        lambda: StateSpaceIsing(order=2, max_iter=2, progress=False).fit(small),
+        lambda: ssll.run(small, 2, max_iter=2, EM_Info=False),
+    ):
+        with pytest.warns(FitWarning) as record:
+            call()
+        assert [w.filename for w in record] == [__file__]

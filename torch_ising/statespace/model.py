@@ -20,6 +20,7 @@ from torch import nn
 
 from .._threads import threads_for
 from .._validation import as_tensor, check_N_order, check_positive_int, check_spikes, n_params
+from .._warnings import user_stacklevel
 from ..basis import rebin, sufficient_stats
 from ..moments import ExactMemoryError, check_memory
 from .em import STOP_RULES, EMOptions, run_em
@@ -464,7 +465,7 @@ def _warn_on_outcome(out: Any, max_iter: int, mstep: bool, learn_F: bool) -> Non
             f"EM stopped after max_iter={max_iter} iterations before its stopping rule was met{which}; the "
             "hyperparameters may still move. Pass a larger max_iter, or continue the fit with resume= (see on_state).",
             FitWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     if learn_F:
         rho = torch.linalg.eigvals(out.params.F).abs().amax(-1)
@@ -475,7 +476,7 @@ def _warn_on_outcome(out: Any, max_iter: int, mstep: bool, learn_F: bool) -> Non
                 f"(max |theta_s| = {big:.3g}). With a free F the marginal likelihood can grow without bound as "
                 "theta_s runs off towards +-infinity; consider F fixed at I (state_ar=None), or more bins and trials.",
                 FitWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
 
 
