@@ -135,8 +135,9 @@ def test_sweep_table_from_run_summaries(tmp_path):
     text = (tmp_path / "comparison.txt").read_text()
     best_aic = min(runs, key=lambda r: r["aic"])["order"]
     best_bic = min(runs, key=lambda r: r["bic"])["order"]
-    marked_aic = [line for line in text.splitlines() if "model.order=" in line and "*" in line]
-    marked_bic = [line for line in text.splitlines() if "model.order=" in line and "+" in line]
+    assert "lowest" in text.splitlines()[0]
+    marked_aic = [line for line in text.splitlines() if "model.order=" in line and "AIC" in line]
+    marked_bic = [line for line in text.splitlines() if "model.order=" in line and "BIC" in line]
     assert len(marked_aic) == 1 and marked_aic[0].endswith(f"model.order={best_aic}")
     assert len(marked_bic) == 1 and marked_bic[0].endswith(f"model.order={best_bic}")
     assert outputs.write_sweep_table(tmp_path / "empty") == []

@@ -176,12 +176,12 @@ def test_plot_aic():
     assert len(ax.patches) == 3
     np.testing.assert_allclose([b.get_height() for b in ax.patches], aic.numpy())
     assert _ticklabels(ax) == ["1", "2", "3"]
-    assert ax.get_ylabel() == "AIC" and ax.get_title() == "best order: 2"
+    assert ax.get_ylabel() == "AIC" and ax.get_title() == "lowest AIC: order 2"
     colors = [b.get_facecolor() for b in ax.patches]
     assert colors[1] != colors[0] and colors[0] == colors[2]
     _, ax2 = plt.subplots()
     _, out = plot_aic([1, 2, 3], [5.0, 3.0, 1.0], ax=ax2)
-    assert out is ax2 and ax2.get_title() == "best order: 3"
+    assert out is ax2 and ax2.get_title() == "lowest AIC: order 3"
     _, ax3 = plot_aic(cmp, criterion="bic")
     assert ax3.get_ylabel() == "BIC"
     with pytest.raises(ValueError, match="criterion"):

@@ -326,7 +326,8 @@ def plot_thermodynamics(
     if len(T) != 1:
         raise ValueError(f"plot_thermodynamics needs quantities of shape (T,); got shape {T}")
     x = np.arange(T[0]) if time is None else _np(time)
-    if ax is None:
+    created = ax is None
+    if created:
         fig, axes = plt.subplots(2, 2, figsize=(9.0, 5.5), sharex=True, layout="constrained")
         axes = np.asarray(axes).reshape(-1)
     else:
@@ -334,14 +335,15 @@ def plot_thermodynamics(
         if axes.size != len(_THERMO_PANELS):
             raise ValueError(f"ax must be a sequence of {len(_THERMO_PANELS)} Axes; got {axes.size}")
         fig = axes[0].figure
-    for a, (title, qs) in zip(axes, _THERMO_PANELS, strict=True):
+    for k, (a, (title, qs)) in enumerate(zip(axes, _THERMO_PANELS, strict=True)):
         for q in qs:
             val, lo, hi = series[q]
             (line,) = a.plot(x, val, label=_THERMO_LABELS[q])
             if lo is not None:
                 a.fill_between(x, lo, hi, color=line.get_color(), alpha=0.25, linewidth=0)
         a.set_title(title)
-        a.set_xlabel("Time bin")
+        if not created or k >= 2:  # the top row of the 2 x 2 grid shares the bottom row's time axis
+            a.set_xlabel("Time bin")
         if len(qs) > 1:
             a.legend(fontsize="small")
     return fig, axes
@@ -385,5 +387,5 @@ def plot_aic(
     lo, hi = float(values.min()), float(values.max())
     pad = max(1.0, 0.1 * (hi - lo))
     ax.set_ylim(lo - pad, hi + pad)
-    ax.set_title(f"best order: {int(orders[best])}")
+    ax.set_title(f"lowest {criterion.upper()}: order {int(orders[best])}")
     return fig, ax

@@ -365,7 +365,7 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
     figures = save_figures(figure_names, ctx, output_dir / "figures", dpi=out_cfg.dpi) if figure_names else []
     summary["results_file"] = str(written.get("results", ""))
     summary["figures"] = [str(p) for p in figures]
-    text = format_summary(summary, title=f"{_PROG} summary ({summary['name']})")
+    text = format_summary(summary, title=f"{_PROG} summary (experiment: {summary['name']})")
     write_json(output_dir / "summary.json", summary)
     if out_cfg.summary:
         written["summary"] = write_text(output_dir / "summary.txt", text + "\n")

@@ -442,19 +442,18 @@ def write_sweep_table(sweep_dir: str | os.PathLike, dpi: int = 100) -> list[Path
     best_aic = min(finite, key=lambda r: r["aic"])["job"] if finite else None
     best_bic = min(finite, key=lambda r: r["bic"])["job"] if finite else None
     header = f"{'job':>4} {'order':>5} {'N':>4} {'T':>5} {'R':>5} {'k':>5} {'mll':>14} {'AIC':>14} {'BIC':>14}"
-    header += "  overrides"
+    header += f"  {'lowest':<8} overrides"
     lines = [header]
     for r in table:
-        mark = ("*" if r["job"] == best_aic else " ") + ("+" if r["job"] == best_bic else " ")
+        lowest = ", ".join(name for name, job in (("AIC", best_aic), ("BIC", best_bic)) if r["job"] == job)
 
         def num(v: Any) -> str:
             return f"{v:14.4f}" if isinstance(v, (int, float)) else f"{'-':>14}"
 
         lines.append(
             f"{r['job']!s:>4} {r['order']!s:>5} {r['N']!s:>4} {r['T']!s:>5} {r['R']!s:>5} {r['k']!s:>5} "
-            f"{num(r['mll'])} {num(r['aic'])} {num(r['bic'])}{mark} {r['overrides']}"
+            f"{num(r['mll'])} {num(r['aic'])} {num(r['bic'])}  {lowest:<8} {r['overrides']}"
         )
-    lines.append("* lowest AIC, + lowest BIC")
     written.append(write_text(sweep_dir / "comparison.txt", "\n".join(lines) + "\n"))
 
     orders = [r["order"] for r in finite]

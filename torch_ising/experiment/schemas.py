@@ -286,7 +286,7 @@ class FitConfig:
     sigma_o: float = 0.1
     stationary: bool = False
     max_iter: int = 1000
-    tol: float = 1e-6
+    tol: float = 1e-5
     stop: str = "converged"
     device: str = "auto"
     dtype: str = "float64"
