@@ -20,11 +20,10 @@ import torch_ising as ti
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.common import PARITY_DIR  # noqa: E402
+from tests.statespace.test_core import _v2_obs  # noqa: E402
 from tests.statespace.test_parity import CASES  # noqa: E402
 from tests.statespace.test_parity import load as load_case  # noqa: E402
-from torch_ising.basis import sufficient_stats  # noqa: E402
-from torch_ising.statespace import ExactIsing, StateSpaceParams, laplace_filter  # noqa: E402
+from torch_ising.statespace import StateSpaceParams, laplace_filter  # noqa: E402
 
 
 def estep_parity() -> None:
@@ -50,15 +49,12 @@ def speed_to_fixed_point() -> None:
 
 
 def autograd_vs_closed_form() -> None:
-    d = np.load(PARITY_DIR / "v2_pairwise_N4.npz")
-    spikes = torch.as_tensor(d["spikes"])
-    T, R, N = spikes.shape
-    y = sufficient_stats(spikes, 2)[None]
-    D = y.shape[-1]
-    eye = torch.eye(D)[None]
-    params = StateSpaceParams(torch.zeros(1, D), 0.1 * eye, 0.01 * eye, eye.clone(), None)
-    fc = laplace_filter(ExactIsing(y, R, N, 2), params, tol=1e-11)
-    fa = laplace_filter(ExactIsing(y, R, N, 2, use_autograd=True), params, tol=1e-11)
+    obs_c, _ = _v2_obs(False)
+    obs_a, _ = _v2_obs(True)
+    eye = torch.eye(obs_c.D)[None]
+    params = StateSpaceParams(torch.zeros(1, obs_c.D), 0.1 * eye, 0.01 * eye, eye.clone(), None)
+    fc = laplace_filter(obs_c, params, tol=1e-11)
+    fa = laplace_filter(obs_a, params, tol=1e-11)
     print(f"v2 filtered means, autograd vs closed form: max diff {float((fc.theta_f - fa.theta_f).abs().max()):.1e}")
 
 

@@ -76,6 +76,13 @@ def as_tensor(
     return t.to(dtype=dtype or t.dtype, device=device)
 
 
+def as_theta(theta: Any) -> torch.Tensor:
+    """Natural parameters as a tensor: a tensor as it is; a numpy array or list converted,
+    integers to float64 (the package's default precision)."""
+    t = as_tensor(theta)
+    return t if t.is_floating_point() else t.to(torch.float64)
+
+
 def check_spikes(spikes: Any, ndim: int | tuple[int, ...] = 3, name: str = "spikes") -> torch.Tensor:
     """Validate binary spike data and return it as a tensor (original dtype kept).
 
@@ -89,9 +96,8 @@ def check_spikes(spikes: Any, ndim: int | tuple[int, ...] = 3, name: str = "spik
     """
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     t = as_tensor(spikes)
-    shapes = {3: "(T, R, N)", 2: "(R, N)", 1: "(N,)"}
+    shapes = {4: "(B, T, R, N) for a batch of B data sets", 3: "(T, R, N)", 2: "(R, N)", 1: "(N,)"}
     if t.ndim not in allowed:
-        shapes[4] = "(B, T, R, N) for a batch of B data sets"
         want = " or ".join(shapes.get(k, f"{k}-D") for k in allowed)
         hint = ""
         if t.ndim == 2 and 3 in allowed:

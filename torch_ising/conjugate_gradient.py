@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .newton import NewtonResult, Objective
+from .newton import NewtonResult, Objective, select_rows
 
 __all__ = ["conjugate_gradient_ascent", "CG_TOL", "CG_LINE_TOL", "CG_MAX_ITER"]
 
@@ -66,11 +66,7 @@ def _line_search(
         alpha = torch.where(searching, torch.where(negative, 0.5 * alpha, alpha_new), alpha)
         cand = x0 + alpha[:, None] * s
         fc, gc, Hc = objective(cand)
-        keep = searching.view(-1, *([1] * (H.ndim - 1)))
-        x = torch.where(searching[:, None], cand, x)
-        f = torch.where(searching, fc, f)
-        g = torch.where(searching[:, None], gc, g)
-        H = torch.where(keep, Hc, H)
+        x, f, g, H = select_rows(searching, (cand, fc, gc, Hc), (x, f, g, H))
         slope = torch.where(searching, (gc * s).sum(-1), slope)
         curv = torch.where(searching, -_quad(s, Hc), curv)
         searching = searching & (dalpha * snorm > line_tol)

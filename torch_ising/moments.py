@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 
-from ._validation import ArrayLike, as_tensor, check_N_order, check_positive_int, check_theta
+from ._validation import ArrayLike, as_tensor, as_theta, check_N_order, check_positive_int, check_theta
 from .basis import features, mask_to_seed, or_index, seed_to_mask, subset_masks
 
 __all__ = [
@@ -209,18 +209,12 @@ def _flatten(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
     return theta.reshape(-1, theta.shape[-1]), batch
 
 
-def _as_theta(theta: Any) -> torch.Tensor:
-    """Accept a tensor as it is; convert a numpy array or list (float64 unless it is float32)."""
-    if isinstance(theta, torch.Tensor):
-        return theta
-    t = as_tensor(theta)
-    return t if t.is_floating_point() else t.to(torch.float64)
-
-
-def _prepare(theta: torch.Tensor, N: int, order: int) -> tuple[int, int]:
+def _prepare(theta: ArrayLike, N: int, order: int) -> tuple[torch.Tensor, int, int]:
+    """theta as a tensor (numpy arrays and lists converted), checked against N and order."""
+    theta = as_theta(theta)
     N, order = check_N_order(N, order)
     check_theta(theta, N, order, check_finite=not _tracks_grad(theta))
-    return N, order
+    return theta, N, order
 
 
 # --------------------------------------------------------------------------- public
@@ -228,8 +222,7 @@ def _prepare(theta: torch.Tensor, N: int, order: int) -> tuple[int, int]:
 
 def energies(theta: ArrayLike, N: int, order: int = 2, seed_order: bool = True) -> torch.Tensor:
     """Energies E(x) = theta . F(x) of all 2^N patterns, shape (..., 2^N)."""
-    theta = _as_theta(theta)
-    N, order = _prepare(theta, N, order)
+    theta, N, order = _prepare(theta, N, order)
     check_memory(N, 1, theta.dtype, theta.device, _tracks_grad(theta))
     E = _energies_mask(theta, N, order, inplace=not _tracks_grad(theta))
     return mask_to_seed(E, N) if seed_order else E
@@ -308,8 +301,7 @@ def moments(theta: ArrayLike, N: int, order: int = 2, with_fisher: bool = True) 
 
 
 def _batched(theta: torch.Tensor, N: int, order: int, what: str):
-    theta = _as_theta(theta)
-    N, order = _prepare(theta, N, order)
+    theta, N, order = _prepare(theta, N, order)
     flat, batch = _flatten(theta)
     grad = _tracks_grad(theta)
     B = flat.shape[0]
@@ -388,7 +380,7 @@ def expectation_from_probs(p: ArrayLike, N: int, order: int = 2) -> torch.Tensor
     The superset-sum transform of p read at the subset masks; no 2^N x D matrix.
     """
     N, order = check_N_order(N, order)
-    p = _as_theta(p)
+    p = as_theta(p)
     if p.ndim < 1 or p.shape[-1] != 2**N:
         raise ValueError(f"p must have shape (..., 2^N) = (..., {2**N}); got {tuple(p.shape)}")
     q = _transform(seed_to_mask(p, N), N, superset=True, inplace=not _tracks_grad(p))
@@ -400,9 +392,8 @@ def log_prob(x: ArrayLike, theta: ArrayLike, N: int, order: int = 2) -> torch.Te
 
     ``x`` and ``theta`` (..., D) broadcast over their batch dimensions.
     """
-    theta = _as_theta(theta)
     x = as_tensor(x)
-    N, order = _prepare(theta, N, order)
+    theta, N, order = _prepare(theta, N, order)
     if x.shape[-1] != N:
         raise ValueError(f"x must have shape (..., N) with N={N}; got {tuple(x.shape)}")
     Fx = features(x, N, order, dtype=theta.dtype)
@@ -411,7 +402,7 @@ def log_prob(x: ArrayLike, theta: ArrayLike, N: int, order: int = 2) -> torch.Te
 
 def entropy(theta: ArrayLike, N: int, order: int = 2) -> torch.Tensor:
     """Entropy H = psi - theta . eta (nats), shape (...)."""
-    theta = _as_theta(theta)
+    theta = as_theta(theta)
     m = moments(theta, N, order, with_fisher=False)
     return m.psi - (theta * m.eta).sum(-1)
 
@@ -422,7 +413,7 @@ def heat_capacity(theta: ArrayLike, N: int, order: int = 2, beta: float | torch.
     Equivalently beta^2 Var_{p_beta}[theta . F(x)]. ``beta`` may be a tensor;
     it broadcasts against the batch shape of ``theta``.
     """
-    theta = _as_theta(theta)
+    theta = as_theta(theta)
     beta_t = torch.as_tensor(beta, dtype=theta.dtype, device=theta.device)
     bt = beta_t[..., None] * theta
     G = fisher(bt, N, order)
@@ -450,8 +441,7 @@ def sample(
         Binary patterns, shape (..., n, N), dtype uint8.
     """
     n = check_positive_int(n, "n")
-    theta = _as_theta(theta)
-    N, order = _prepare(theta, N, order)
+    theta, N, order = _prepare(theta, N, order)
     with torch.no_grad():
         flat, batch = _flatten(theta.detach())
         out = torch.empty(flat.shape[0], n, N, dtype=torch.uint8, device=theta.device)

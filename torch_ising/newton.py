@@ -50,6 +50,14 @@ def _direction(grad: torch.Tensor, hess: torch.Tensor) -> torch.Tensor:
     return d
 
 
+def select_rows(mask: torch.Tensor, new: tuple, old: tuple) -> tuple:
+    """Per batch row, the tensors of ``new`` where ``mask`` (B,) holds, else those of ``old``.
+
+    For the search state (x (B, D), f (B,), g (B, D), H (B, D, D) or (B, D)).
+    """
+    return tuple(torch.where(mask.view(-1, *([1] * (a.ndim - 1))), a, b) for a, b in zip(new, old, strict=True))
+
+
 def _halve(objective: Objective, x, f, g, H, d, slope, done, first, max_halvings: int):
     """Backtracking: halve the step per row until the Armijo condition holds (``first``: the full step)."""
     step = torch.ones_like(f)
@@ -62,10 +70,7 @@ def _halve(objective: Objective, x, f, g, H, d, slope, done, first, max_halvings
             cand = x + step[:, None] * d
             fc, gc, Hc = objective(cand)
         ok = (~accepted) & torch.isfinite(fc) & (fc >= f + 1e-4 * step * slope)
-        x_new = torch.where(ok[:, None], cand, x_new)
-        f_new = torch.where(ok, fc, f_new)
-        g_new = torch.where(ok[:, None], gc, g_new)
-        H_new = torch.where(ok.view(-1, *([1] * (H.ndim - 1))), Hc, H_new)
+        x_new, f_new, g_new, H_new = select_rows(ok, (cand, fc, gc, Hc), (x_new, f_new, g_new, H_new))
         accepted = accepted | ok
         if bool(accepted.all()):
             break

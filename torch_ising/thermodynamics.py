@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import torch
 
 from . import moments as _moments
-from ._validation import as_tensor, check_N_order, check_theta
+from ._validation import as_tensor, as_theta, check_N_order, check_theta
 
 __all__ = [
     "Thermodynamics",
@@ -162,13 +162,6 @@ class Thermodynamics(NamedTuple):
         return {q: self.get(q) for q in self.available}
 
 
-def _as_theta(theta: Any) -> torch.Tensor:
-    t = as_tensor(theta)
-    if not t.is_floating_point():
-        t = t.to(torch.get_default_dtype())
-    return t
-
-
 def _check_data(y: Any, R: Any, theta: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     if (y is None) != (R is None):
         missing = "R" if R is None else "y"
@@ -223,7 +216,7 @@ def thermodynamics(
             the wrong shape.
     """
     N, order = check_N_order(N, order)
-    theta = _as_theta(theta)
+    theta = as_theta(theta)
     check_theta(theta, N, order)
     y_t, R_t = _check_data(y, R, theta)
     return _derived(theta, N, order, y_t, R_t, beta)[0]
@@ -323,7 +316,7 @@ def heat_capacity_curve(theta: Any, N: int, order: int = 2, betas: Any = None) -
         ValueError: for a mis-shaped ``theta`` or a ``betas`` that is not 1-D.
     """
     N, order = check_N_order(N, order)
-    theta = _as_theta(theta)
+    theta = as_theta(theta)
     check_theta(theta, N, order)
     if betas is None:
         betas = torch.linspace(0.0, 2.0, 101, dtype=theta.dtype, device=theta.device)

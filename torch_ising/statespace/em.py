@@ -444,11 +444,12 @@ def _anderson(
         g = torch.where(converged[:, None], g, g_new)
         f = torch.where(converged[:, None], f, f_new)
         post = torch.where(converged, post, posterior_variance(es_new))
+        params = coords.from_vec(x0)
 
-        def state(x0=x0, es=es, f_prev=f_prev, g_prev=g_prev, it=it, g=g, post=post, done=converged) -> EMState:
+        def state(x0=x0, p=params, es=es, f_prev=f_prev, g_prev=g_prev, it=it, g=g, post=post, done=converged):
             return EMState(
                 it,
-                coords.from_vec(x0),
+                p,
                 es.smooth.theta_s,
                 es.mll,
                 done.clone(),
@@ -461,7 +462,7 @@ def _anderson(
                 torch.stack(dG, -1) if dG else None,
             )
 
-        report(it, coords.from_vec(x0), es.mll, state)
+        report(it, params, es.mll, state)
     return x0, es, converged, it
 
 

@@ -31,11 +31,22 @@ from ..newton import newton_ascent
 from .observation import ObservationModel
 from .records import FilterResult, StateSpaceParams
 
-__all__ = ["laplace_filter", "predict", "MAP_METHODS"]
+__all__ = ["laplace_filter", "predict", "MAP_METHODS", "check_map_method"]
 
 #: mode searches: "newton" (damped Newton to ``tol``) or "cg" (the published library's
 #: conjugate gradient, stopping at max |grad| / R <= 1e-4; for reproducing its numbers)
 MAP_METHODS = ("newton", "cg")
+
+
+def check_map_method(map_method: str, diagonal: bool) -> None:
+    """Raise ValueError unless ``map_method`` is one of :data:`MAP_METHODS` and fits the covariances."""
+    if map_method not in MAP_METHODS:
+        raise ValueError(f"map_method must be one of {MAP_METHODS}, got {map_method!r}")
+    if map_method == "cg" and diagonal:
+        raise ValueError(
+            "map_method='cg' (the published conjugate gradient) needs full covariances (method='exact'); "
+            "approximate methods keep them diagonal"
+        )
 
 
 def _sym(W: torch.Tensor) -> torch.Tensor:
@@ -97,10 +108,7 @@ def laplace_filter(
     """
     B, T, D = obs.B, obs.T, obs.D
     diagonal = obs.diagonal
-    if map_method not in MAP_METHODS:
-        raise ValueError(f"map_method must be one of {MAP_METHODS}, got {map_method!r}")
-    if map_method == "cg" and diagonal:
-        raise ValueError("map_method='cg' (the published conjugate gradient) needs full covariances (method='exact')")
+    check_map_method(map_method, diagonal)
     ref = params.mu
     cov_shape = (B, T, D) if diagonal else (B, T, D, D)
     theta_f = ref.new_empty(B, T, D)

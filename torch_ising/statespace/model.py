@@ -24,7 +24,7 @@ from .._warnings import user_stacklevel
 from ..basis import rebin, sufficient_stats
 from ..moments import ExactMemoryError, check_memory
 from .em import STOP_RULES, EMOptions, run_em
-from .filter import MAP_METHODS
+from .filter import check_map_method
 from .observation import ExactIsing, ObservationModel
 from .records import EMState, StateSpaceParams
 from .result import StateSpaceResult
@@ -85,7 +85,8 @@ class _Progress:
         self.t0 = time.perf_counter()
         self.last: tuple[int, float] | None = None
 
-    def _line(self, bar: str, it: int, val: float, tail: str = "") -> None:
+    def _line(self, it: int, val: float, tail: str = "", full: bool = False) -> None:
+        bar = "#" * (20 if full else int(20 * min(1.0, it / max(self.max_iter, 1))))
         sys.stderr.write(f"\rEM [{bar:<20}] iter {it:4d}  mll {val: .6f}  {time.perf_counter() - self.t0:6.1f}s{tail}")
         sys.stderr.flush()
 
@@ -95,7 +96,7 @@ class _Progress:
             return
         val = float(mll.sum()) if mll.numel() > 1 else float(mll)
         self.last = (it, val)
-        self._line("#" * int(20 * min(1.0, it / max(self.max_iter, 1))), it, val)
+        self._line(it, val)
 
     def close(self, converged: torch.Tensor | None = None) -> None:
         """End the line, saying whether the stopping rule was met."""
@@ -105,9 +106,7 @@ class _Progress:
             done = int(converged.sum())
             n = converged.numel()
             status = "  converged" if done == n else f"  NOT converged ({n - done} of {n} data sets)"
-            self._line(
-                "#" * 20 if done == n else "#" * int(20 * min(1.0, self.last[0] / self.max_iter)), *self.last, status
-            )
+            self._line(*self.last, status, full=done == n)
         sys.stderr.write("\n")
         sys.stderr.flush()
 
@@ -377,10 +376,7 @@ def fit(
         raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
     if map_method is None:
         map_method = "cg" if stop == "ssll" and not diag else "newton"
-    if map_method not in MAP_METHODS:
-        raise ValueError(f"map_method must be one of {MAP_METHODS}, got {map_method!r}")
-    if map_method == "cg" and diag:
-        raise ValueError(f"map_method='cg' needs full covariances; method={method!r} keeps them diagonal")
+    check_map_method(map_method, diag)
     # the published library starts its first conjugate-gradient searches from theta = 0
     theta_init = torch.zeros(B, T, D, dtype=dtype, device=dev) if map_method == "cg" else None
     opts = EMOptions(
