@@ -28,13 +28,14 @@ import torch
 
 from .direct import bfgs_maximise, mll_with_grad
 from .filter import laplace_filter
+from .joint import joint_e_step
 from .marginal import log_marginal
 from .mstep import m_step
 from .observation import ObservationModel
 from .records import EMState, FilterResult, SmootherResult, StateSpaceParams
 from .smoother import smoother
 
-__all__ = ["EStep", "e_step", "run_em", "EMOptions", "EMOutcome", "SSLL_TOL"]
+__all__ = ["EStep", "e_step", "run_em", "EMOptions", "EMOutcome", "SSLL_TOL", "E_STEPS", "check_estep"]
 
 #: the published library's relative stopping tolerance
 SSLL_TOL = 1e-4
@@ -69,6 +70,7 @@ class EMOptions(NamedTuple):
     map_method: str = "newton"
     N: int = 1
     depth: int = 5
+    estep: str = "filter"
 
 
 class EMOutcome(NamedTuple):
@@ -82,6 +84,41 @@ class EMOutcome(NamedTuple):
     converged: torch.Tensor
 
 
+def _filter_e_step(obs, params, *, u, theta_init, newton_tol, map_method) -> EStep:
+    filt = laplace_filter(obs, params, u=u, theta_init=theta_init, tol=newton_tol, map_method=map_method)
+    smooth = smoother(filt, params)
+    return EStep(filt, smooth, log_marginal(obs, filt))
+
+
+def _joint_e_step(obs, params, *, u, theta_init, newton_tol, map_method) -> EStep:
+    if map_method != "newton":
+        raise ValueError("estep='joint' uses its own Newton search; map_method='cg' needs estep='filter'")
+    return EStep(*joint_e_step(obs, params, u=u, theta_init=theta_init, tol=newton_tol))
+
+
+#: E-steps by name: "filter" (Laplace filter and smoother, MODEL.md 3.1-3.2, 3.4) and
+#: "joint" (the joint Laplace posterior over all bins, :mod:`.joint`).
+E_STEPS: dict[str, Callable[..., EStep]] = {"filter": _filter_e_step, "joint": _joint_e_step}
+
+
+def check_estep(estep: str, stop: str, learn_F: bool, diagonal: bool) -> None:
+    """Raise ValueError unless the E-step ``estep`` can serve the stopping rule ``stop``.
+
+    The joint E-step serves the EM-map rules ("converged", "em") with full covariances.
+    "ssll" and "mll" (and "converged" with a learned F, which maximises l directly) are
+    defined through the filter's l.
+    """
+    if estep not in E_STEPS:
+        raise ValueError(f"estep must be one of {tuple(E_STEPS)}, got {estep!r}")
+    if estep != "joint":
+        return
+    if diagonal:
+        raise ValueError("estep='joint' needs full covariances (method='exact'); approximate methods use the filter")
+    if stop in ("ssll", "mll") or (stop == "converged" and learn_F):
+        what = "a learned F" if stop == "converged" else f"stop={stop!r}"
+        raise ValueError(f"{what} is defined through the filter's marginal likelihood: use estep='filter'")
+
+
 def e_step(
     obs: ObservationModel,
     params: StateSpaceParams,
@@ -90,12 +127,18 @@ def e_step(
     theta_init: torch.Tensor | None = None,
     newton_tol: float = 1e-8,
     map_method: str = "newton",
+    estep: str = "filter",
 ) -> EStep:
-    """Filter, smoother and Laplace marginal likelihood for the given hyperparameters."""
+    """Posterior means, covariances, lag-one covariances and the Laplace l for the given hyperparameters.
+
+    Args:
+        estep: a key of :data:`E_STEPS`: "filter" (the Laplace filter, then the smoother)
+            or "joint" (the mode of the whole path's posterior; its ``filt`` holds no tensors).
+    """
+    if estep not in E_STEPS:
+        raise ValueError(f"estep must be one of {tuple(E_STEPS)}, got {estep!r}")
     with torch.no_grad():
-        filt = laplace_filter(obs, params, u=u, theta_init=theta_init, tol=newton_tol, map_method=map_method)
-        smooth = smoother(filt, params)
-        return EStep(filt, smooth, log_marginal(obs, filt))
+        return E_STEPS[estep](obs, params, u=u, theta_init=theta_init, newton_tol=newton_tol, map_method=map_method)
 
 
 # --------------------------------------------------------------------------- coordinates
@@ -258,10 +301,13 @@ def run_em(
     def E(p: StateSpaceParams, init: torch.Tensor | None) -> EStep:
         nonlocal n_e
         n_e += 1
-        return e_step(obs, p, u=u, theta_init=init, newton_tol=opts.newton_tol, map_method=opts.map_method)
+        return e_step(
+            obs, p, u=u, theta_init=init, newton_tol=opts.newton_tol, map_method=opts.map_method, estep=opts.estep
+        )
 
     if opts.stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {opts.stop!r}")
+    check_estep(opts.estep, opts.stop, opts.learn_F, diagonal)
     start = 0
     if resume is not None:
         params, theta_init, start = resume.params, resume.theta_s, int(resume.iteration)

@@ -23,8 +23,9 @@ from .._validation import as_tensor, check_N_order, check_positive_int, check_sp
 from .._warnings import user_stacklevel
 from ..basis import rebin, sufficient_stats
 from ..moments import ExactMemoryError, check_memory
-from .em import STOP_RULES, EMOptions, run_em
+from .em import STOP_RULES, EMOptions, check_estep, run_em
 from .filter import check_map_method
+from .joint import filtered_from_joint
 from .observation import ExactIsing, ObservationModel
 from .records import EMState, StateSpaceParams
 from .result import StateSpaceResult
@@ -249,6 +250,7 @@ def fit(
     method_options: dict[str, Any] | None = None,
     resume: EMState | None = None,
     on_state: Callable[[EMState], None] | None = None,
+    estep: str | None = None,
 ) -> StateSpaceResult:
     """Fit the state-space Ising model by EM with a Laplace filter and smoother.
 
@@ -303,6 +305,18 @@ def fit(
             ``stop="mll"`` (or a learned F) the BFGS memory starts afresh.
         on_state: ``on_state(state)`` with the :class:`EMState` after each EM
             iteration, e.g. to write a checkpoint.
+        estep: the E-step. "filter": the Laplace filter and smoother (MODEL.md 3.1-3.2)
+            with l of eq. 45, one bin after another. "joint": the mode of the whole
+            path's posterior log p(theta_{1:T} | y) by damped Newton on all bins at
+            once, with the block-tridiagonal system solved by cyclic reduction
+            (O(log T) depth); sigma_s, the lag-one covariances and
+            l = log p(y | theta_hat) + log p(theta_hat) + (T D/2) log 2 pi - 1/2 log det H
+            come from its Hessian H (:mod:`torch_ising.statespace.joint`). The filter
+            expands each bin's likelihood at its filtered mode, the joint E-step at the
+            smoothed mode; both are exact for Gaussian likelihoods. "joint" serves
+            ``stop="converged"`` and ``"em"`` with ``method="exact"`` and a fixed F; its
+            theta_f and sigma_f are the filtered marginals of the Gaussian expansion at
+            the mode. None (default): "filter".
 
     Returns:
         :class:`StateSpaceResult`.
@@ -377,6 +391,9 @@ def fit(
     if map_method is None:
         map_method = "cg" if stop == "ssll" and not diag else "newton"
     check_map_method(map_method, diag)
+    if estep is None:
+        estep = "filter"
+    check_estep(estep, stop, learn_F, diag)
     # the published library starts its first conjugate-gradient searches from theta = 0
     theta_init = torch.zeros(B, T, D, dtype=dtype, device=dev) if map_method == "cg" else None
     opts = EMOptions(
@@ -390,6 +407,7 @@ def fit(
         newton_tol=newton_tol,
         map_method=map_method,
         N=N,
+        estep=estep,
     )
     bar = _Progress(progress, opts.max_iter)
     out = None
@@ -410,6 +428,9 @@ def fit(
         bar.close(None if out is None else out.converged)
     _warn_on_outcome(out, opts.max_iter, mstep, learn_F)
     es = out.estep
+    if estep == "joint":
+        with torch.no_grad():
+            es = es._replace(filt=filtered_from_joint(obs, out.params, es.smooth.theta_s, u_t))
     theta_s = es.smooth.theta_s
     with torch.no_grad():
         eta_s = obs.expectation(theta_s)

@@ -82,6 +82,20 @@ class ObservationModel:
         """Log-likelihood, gradient and Hessian (diagonal when ``self.diagonal``) by autograd."""
         return autograd_value_grad_hess(lambda th: self.log_lik(th, t), theta, self.diagonal)
 
+    def value_grad_hess_all(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-likelihood (B, T), gradient (B, T, D) and Hessian (B, T, D, D) of every bin at once.
+
+        For the joint E-step. By default autograd over :meth:`log_lik_all`, with the
+        B T rows treated as one batch.
+        """
+        B, T, D = theta.shape
+
+        def rows(th: torch.Tensor) -> torch.Tensor:
+            return self.log_lik_all(th.reshape(B, T, D)).reshape(-1)
+
+        v, g, H = autograd_value_grad_hess(rows, theta.reshape(B * T, D))
+        return v.reshape(B, T), g.reshape(B, T, D), H.reshape(B, T, D, D)
+
     def precision(self, theta: torch.Tensor, t: int) -> torch.Tensor:
         """Observation precision -hess log p(data_t | theta) at the mode, for the Laplace covariance."""
         return -self.value_grad_hess(theta, t)[2]
@@ -122,6 +136,14 @@ class ExactIsing(ObservationModel):
         y = self.y[:, t]
         value = self.R * ((y * theta).sum(-1) - m.psi)
         return value, self.R * (y - m.eta), -self.R * m.fisher
+
+    def value_grad_hess_all(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.use_autograd:
+            return super().value_grad_hess_all(theta)
+        B, T, D = theta.shape
+        m = _m.moments_trusted(theta.reshape(B * T, D), self.N, self.order)
+        psi, eta, G = m.psi.reshape(B, T), m.eta.reshape(B, T, D), m.fisher.reshape(B, T, D, D)
+        return self.R * ((self.y * theta).sum(-1) - psi), self.R * (self.y - eta), -self.R * G
 
     def value_grad_hess_differentiable(self, theta: torch.Tensor, t: int):
         """Closed forms that stay differentiable in theta (autograd through the transforms)."""

@@ -1,0 +1,422 @@
+"""E-step by the joint Laplace posterior over all bins, batched in time.
+
+The log posterior of the whole path (MODEL.md 3) is
+
+    log p(theta_{1:T} | y) = sum_t R [ y_t . theta_t - psi(theta_t) ]
+                             - 1/2 (theta_1 - mu)^T Sigma^{-1} (theta_1 - mu)
+                             - 1/2 sum_{t>=2} r_t^T Q^{-1} r_t + const,   r_t = theta_t - F theta_{t-1} - U u_t.
+
+Its negative Hessian H = J + blockdiag(R G(theta_t)) is block tridiagonal: the
+prior precision J has the diagonal blocks Sigma^{-1} + F^T Q^{-1} F (t = 1),
+Q^{-1} + F^T Q^{-1} F (1 < t < T) and Q^{-1} (t = T), and the off-diagonal
+blocks J_{t+1,t} = -Q^{-1} F. Damped Newton on all bins at once,
+
+    theta <- theta + a H^{-1} grad,   grad_t = R (y_t - eta(theta_t)) + (h - J theta)_t,
+
+with h_1 = Sigma^{-1} mu - F^T Q^{-1} U u_2, h_t = Q^{-1} U u_t - F^T Q^{-1} U u_{t+1}, finds the mode
+theta_hat. Each iteration evaluates psi, eta and G of all T bins in one batched
+call and solves the block-tridiagonal system by block cyclic reduction
+(:func:`solve_tridiagonal`, O(log T) sequential depth; :func:`solve_tridiagonal_sequential`
+is the plain forward-backward reference). At the mode, H^{-1} gives the smoothed
+covariances sigma_s[t] = (H^{-1})_{tt} and the lag-one covariances
+Cov(theta_{t+1}, theta_t) = (H^{-1})_{t+1,t} (Paninski et al., J Comput Neurosci 2010;
+an iterated posterior-linearisation smoother, Sarkka & Garcia-Fernandez 2021), and
+the Laplace log marginal likelihood
+
+    l = sum_t R [ y_t . theta_hat_t - psi(theta_hat_t) ] + log p(theta_hat_{1:T})
+        + (T D / 2) log 2 pi - 1/2 log det H.
+
+How it differs from the Laplace filter and smoother (:mod:`.filter`, :mod:`.smoother`):
+the filter linearises each bin's likelihood at its *filtered* mode, the joint
+E-step at the *smoothed* mode, where the posterior mass is. Both are exact for a
+Gaussian likelihood; for the Ising likelihood they are two Laplace approximations
+of the same posterior, and their l differ by the linearisation error. A singular
+G_t (a silent neuron) is fine: only H, which contains J, is factorised.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from .observation import ObservationModel
+from .records import FilterResult, SmootherResult, StateSpaceParams
+
+__all__ = [
+    "TridiagonalSolution",
+    "joint_e_step",
+    "prior_precision",
+    "solve_tridiagonal",
+    "solve_tridiagonal_sequential",
+    "filtered_from_joint",
+]
+
+
+class TridiagonalSolution(NamedTuple):
+    """Solution of H x = h for a symmetric positive-definite block-tridiagonal H.
+
+    Attributes:
+        x: H^{-1} h, shape (B, T, D).
+        logdet: log det H, shape (B,).
+        cov: the diagonal blocks (H^{-1})_{tt}, shape (B, T, D, D), or None.
+        lag_one: the blocks (H^{-1})_{t+1,t}, shape (B, T-1, D, D), or None.
+    """
+
+    x: torch.Tensor
+    logdet: torch.Tensor
+    cov: torch.Tensor | None = None
+    lag_one: torch.Tensor | None = None
+
+
+def _sym(W: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (W + W.transpose(-1, -2))
+
+
+def _spd_inverse(H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H^{-1}, log det H) of a batch of SPD blocks: H = L L^T, H^{-1} = L^{-T} L^{-1}.
+
+    Batched triangular inversion and a product are much faster on a CPU than
+    ``cholesky_solve`` over many small blocks.
+
+    Raises:
+        torch.linalg.LinAlgError: when a block is not positive definite.
+    """
+    L, info = torch.linalg.cholesky_ex(H)
+    if bool((info != 0).any()):
+        raise torch.linalg.LinAlgError(
+            "the posterior precision of the joint E-step is not positive definite (a state-noise covariance "
+            "Q or sigma_o too close to singular for float64)"
+        )
+    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device).expand_as(H)
+    Li = torch.linalg.solve_triangular(L, eye, upper=False)
+    return Li.transpose(-1, -2) @ Li, _logdet_chol(L)
+
+
+def _mv(A: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return (A @ x.unsqueeze(-1)).squeeze(-1)
+
+
+def _logdet_chol(L: torch.Tensor) -> torch.Tensor:
+    return 2.0 * torch.diagonal(L, dim1=-2, dim2=-1).log().sum(-1)
+
+
+def solve_tridiagonal(
+    diag: torch.Tensor, lower: torch.Tensor, rhs: torch.Tensor, *, want_cov: bool = False
+) -> TridiagonalSolution:
+    """Solve H x = rhs by block cyclic reduction, batched over data sets and blocks.
+
+    H has diagonal blocks ``diag`` (B, T, D, D) and sub-diagonal blocks
+    ``lower[t] = H_{t+1,t}`` (B, T-1, D, D). One level eliminates the odd-indexed
+    blocks i (the Schur complement, all i at once):
+
+        H'_{i-1} = H_{i-1} - H_{i,i-1}^T H_i^{-1} H_{i,i-1},  H'_{i+1} = H_{i+1} - H_{i+1,i} H_i^{-1} H_{i+1,i}^T,
+        H'_{i+1,i-1} = -H_{i+1,i} H_i^{-1} H_{i,i-1},          h'_{i+-1} = h_{i+-1} - (coupling) H_i^{-1} h_i,
+
+    and recurses on the ceil(T/2) even blocks (log2 T levels). Back substitution gives
+    x_i = H_i^{-1} (h_i - H_{i,i-1} x_{i-1} - H_{i+1,i}^T x_{i+1}), and, with ``want_cov``,
+    the blocks of H^{-1}: with A_i = H_i^{-1} H_{i,i-1} and C_i = H_i^{-1} H_{i+1,i}^T,
+
+        Cov(x_i, x_{i-1}) = -A_i S_{i-1} - C_i S_{i+1,i-1},  Cov(x_i, x_{i+1}) = -A_i S_{i+1,i-1}^T - C_i S_{i+1},
+        S_i = H_i^{-1} - Cov(x_i, x_{i-1}) A_i^T - Cov(x_i, x_{i+1}) C_i^T.
+
+    log det H is the sum of log det H_i over the eliminated blocks of every level.
+    """
+    B, T, D = rhs.shape
+    if T == 1:
+        Hi, logdet = _spd_inverse(diag)
+        x = _mv(Hi, rhs)
+        lag = diag.new_zeros(B, 0, D, D) if want_cov else None
+        return TridiagonalSolution(x, logdet[:, 0], Hi if want_cov else None, lag)
+    n_o = T // 2  # odd blocks i = 1, 3, ...
+    n_r = (T - 1) // 2  # odd blocks with a right neighbour i + 1
+    Kl = lower[:, 0::2]  # H_{i,i-1}, (B, n_o, D, D)
+    KrT = lower[:, 1::2].transpose(-1, -2)  # H_{i+1,i}^T, (B, n_r, D, D)
+    if n_r < n_o:
+        KrT = torch.cat([KrT, KrT.new_zeros(B, 1, D, D)], 1)
+    # one inverse per odd block: H_i^{-1} [H_{i,i-1}, H_{i+1,i}^T, h_i] = [A_i, C_i, a_i]
+    Hoi, logdet_o = _spd_inverse(diag[:, 1::2])
+    X = Hoi @ torch.cat([Kl, KrT, rhs[:, 1::2, :, None]], -1)
+    AC = X[..., : 2 * D]  # [A_i, C_i]
+    A, a = X[..., :D], X[..., -1:]
+    # Schur complements onto the even blocks, their right-hand sides and their new couplings
+    He = torch.cat([diag[:, 0::2], rhs[:, 0::2, :, None]], -1)  # (B, n_e, D, D + 1)
+    He[:, :n_o] -= Kl.transpose(-1, -2) @ torch.cat([A, a], -1)
+    lower_e = None
+    if n_r:
+        Kr = lower[:, 1::2]
+        upd = Kr @ torch.cat([X[:, :n_r, :, D : 2 * D], a[:, :n_r], A[:, :n_r]], -1)  # [C_i, a_i, A_i]
+        He[:, 1 : 1 + n_r] -= upd[..., : D + 1]
+        lower_e = -upd[..., D + 1 :]
+    else:
+        lower_e = diag.new_zeros(B, 0, D, D)
+    sub = solve_tridiagonal(He[..., :D], lower_e, He[..., D], want_cov=want_cov)
+    xe = sub.x
+    right = xe[:, 1 : 1 + n_o]
+    if right.shape[1] < n_o:
+        right = torch.cat([right, right.new_zeros(B, 1, D)], 1)
+    xo = a[..., 0] - _mv(AC, torch.cat([xe[:, :n_o], right], -1))
+    x = rhs.new_empty(B, T, D)
+    x[:, 0::2] = xe
+    x[:, 1::2] = xo
+    logdet = sub.logdet + logdet_o.sum(-1)
+    if not want_cov:
+        return TridiagonalSolution(x, logdet)
+    Se, Ce = sub.cov, sub.lag_one
+    # the joint covariance of the two even neighbours (x_{i-1}, x_{i+1}) of each odd i
+    Sa = Se[:, :n_o]
+    Sb = Se[:, 1 : 1 + n_o]
+    Sba = Ce[:, :n_o]  # Cov(x_{i+1}, x_{i-1})
+    if Sb.shape[1] < n_o:
+        Sb = torch.cat([Sb, Sb.new_zeros(B, 1, D, D)], 1)
+        Sba = torch.cat([Sba, Sba.new_zeros(B, 1, D, D)], 1)
+    S_pair = torch.cat([torch.cat([Sa, Sba.transpose(-1, -2)], -1), torch.cat([Sba, Sb], -1)], -2)
+    cross = -(AC @ S_pair)  # [Cov(x_i, x_{i-1}), Cov(x_i, x_{i+1})]
+    So = Hoi - cross @ AC.transpose(-1, -2)
+    cov = diag.new_empty(B, T, D, D)
+    cov[:, 0::2] = Se
+    cov[:, 1::2] = _sym(So)
+    lag = diag.new_empty(B, T - 1, D, D)
+    lag[:, 0::2] = cross[..., :D]
+    if n_r:
+        lag[:, 1::2] = cross[:, :n_r, :, D:].transpose(-1, -2)
+    return TridiagonalSolution(x, logdet, cov, lag)
+
+
+def solve_tridiagonal_sequential(
+    diag: torch.Tensor, lower: torch.Tensor, rhs: torch.Tensor, *, want_cov: bool = False
+) -> TridiagonalSolution:
+    """The reference solver: block forward elimination and back substitution, one block at a time.
+
+        P_1 = H_1,  P_t = H_t - H_{t,t-1} P_{t-1}^{-1} H_{t,t-1}^T,  z_t = h_t - H_{t,t-1} P_{t-1}^{-1} z_{t-1},
+        x_T = P_T^{-1} z_T,  x_t = P_t^{-1} (z_t - H_{t+1,t}^T x_{t+1}),
+        S_T = P_T^{-1},  G_t = P_t^{-1} H_{t+1,t}^T,  S_t = P_t^{-1} + G_t S_{t+1} G_t^T,  S_{t+1,t} = -S_{t+1} G_t^T.
+
+    Same arguments and result as :func:`solve_tridiagonal`; it loops over the T blocks.
+    """
+    B, T, D = rhs.shape
+    Ls, Pi, z = [], [], []
+    logdet = rhs.new_zeros(B)
+    for t in range(T):
+        P = diag[:, t]
+        zt = rhs[:, t]
+        if t > 0:
+            K = lower[:, t - 1]
+            P = _sym(P - K @ Pi[-1] @ K.transpose(-1, -2))
+            zt = zt - _mv(K @ Pi[-1], z[-1])
+        L = torch.linalg.cholesky(P)
+        logdet = logdet + _logdet_chol(L)
+        Ls.append(L)
+        Pi.append(_sym(torch.cholesky_inverse(L)))
+        z.append(zt)
+    xs = [None] * T
+    xs[T - 1] = _mv(Pi[T - 1], z[T - 1])
+    for t in range(T - 2, -1, -1):
+        xs[t] = _mv(Pi[t], z[t] - _mv(lower[:, t].transpose(-1, -2), xs[t + 1]))
+    x = torch.stack(xs, 1)
+    if not want_cov:
+        return TridiagonalSolution(x, logdet)
+    S = [None] * T
+    lag = [None] * (T - 1)
+    S[T - 1] = Pi[T - 1]
+    for t in range(T - 2, -1, -1):
+        G = Pi[t] @ lower[:, t].transpose(-1, -2)
+        S[t] = _sym(Pi[t] + G @ S[t + 1] @ G.transpose(-1, -2))
+        lag[t] = -(S[t + 1] @ G.transpose(-1, -2))
+    lag_t = torch.stack(lag, 1) if T > 1 else diag.new_zeros(B, 0, D, D)
+    return TridiagonalSolution(x, logdet, torch.stack(S, 1), lag_t)
+
+
+#: Block-tridiagonal solvers by name: "parallel" (cyclic reduction) and "sequential" (reference).
+SOLVERS = {"parallel": solve_tridiagonal, "sequential": solve_tridiagonal_sequential}
+
+
+class _Prior(NamedTuple):
+    """The Gaussian prior of the path in information form, and what its log density needs."""
+
+    diag: torch.Tensor  # (B, T, D, D)
+    lower: torch.Tensor  # (B, T-1, D, D)
+    h: torch.Tensor  # (B, T, D)
+    Sigma_inv: torch.Tensor  # (B, D, D)
+    Q_inv: torch.Tensor  # (B, D, D)
+    drift: torch.Tensor | None  # U u_t for t >= 2, (B, T-1, D)
+    const: torch.Tensor  # -1/2 log det Sigma - (T-1)/2 log det Q - T D/2 log 2 pi, (B,)
+
+
+def _spd_inv_logdet(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    L = torch.linalg.cholesky(M)
+    return _sym(torch.cholesky_inverse(L)), _logdet_chol(L)
+
+
+def prior_precision(params: StateSpaceParams, T: int, u: torch.Tensor | None = None) -> _Prior:
+    """The prior N(mu, Sigma), theta_t = F theta_{t-1} + U u_t + N(0, Q) as a block-tridiagonal precision J and h."""
+    mu, Sigma, Q, F = params.mu, params.Sigma, params.Q, params.F
+    B, D = mu.shape
+    Si, logdet_S = _spd_inv_logdet(Sigma)
+    Qi, logdet_Q = _spd_inv_logdet(Q)
+    FtQi = F.transpose(-1, -2) @ Qi
+    FtQiF = _sym(FtQi @ F)
+    diag = (Qi + FtQiF)[:, None].expand(B, T, D, D).clone()
+    diag[:, 0] = Si + (FtQiF if T > 1 else 0.0)
+    if T > 1:
+        diag[:, T - 1] = Qi
+    lower = (-(Qi @ F))[:, None].expand(B, max(T - 1, 0), D, D)
+    h = mu.new_zeros(B, T, D)
+    h[:, 0] = _mv(Si, mu)
+    drift = None
+    if params.U is not None and u is not None and T > 1:
+        drift = u[:, 1:] @ params.U.transpose(-1, -2)  # (B, T-1, D): U u_t, t = 2..T
+        h[:, 1:] += drift @ Qi  # Qi symmetric
+        h[:, :-1] -= drift @ FtQi.transpose(-1, -2)
+    const = -0.5 * logdet_S - 0.5 * (T - 1) * logdet_Q - 0.5 * T * D * math.log(2 * math.pi)
+    return _Prior(diag, lower, h, Si, Qi, drift, const)
+
+
+def _log_prior(prior: _Prior, params: StateSpaceParams, theta: torch.Tensor) -> torch.Tensor:
+    """log p(theta_{1:T}) under the prior, shape (B,)."""
+    d0 = theta[:, 0] - params.mu
+    val = -0.5 * (d0 * _mv(prior.Sigma_inv, d0)).sum(-1)
+    if theta.shape[1] > 1:
+        r = theta[:, 1:] - theta[:, :-1] @ params.F.transpose(-1, -2)
+        if prior.drift is not None:
+            r = r - prior.drift
+        val = val - 0.5 * ((r @ prior.Q_inv) * r).sum((-1, -2))
+    return val + prior.const
+
+
+def _prior_matvec(prior: _Prior, theta: torch.Tensor) -> torch.Tensor:
+    """J theta for the block-tridiagonal J, (B, T, D)."""
+    out = (prior.diag @ theta.unsqueeze(-1)).squeeze(-1)
+    if theta.shape[1] > 1:
+        out[:, 1:] += (prior.lower @ theta[:, :-1].unsqueeze(-1)).squeeze(-1)
+        out[:, :-1] += (prior.lower.transpose(-1, -2) @ theta[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return out
+
+
+def joint_e_step(
+    obs: ObservationModel,
+    params: StateSpaceParams,
+    *,
+    u: torch.Tensor | None = None,
+    theta_init: torch.Tensor | None = None,
+    tol: float = 1e-8,
+    max_newton: int = 100,
+    max_halvings: int = 40,
+    solver: str = "parallel",
+) -> tuple[FilterResult, SmootherResult, torch.Tensor]:
+    """Joint-mode E-step: the mode of log p(theta_{1:T} | y), its Laplace covariances and l.
+
+    Args:
+        obs: observation model with full covariances (``obs.diagonal`` False).
+        params: hyperparameters (B leading).
+        u: exogenous input (B, T, n_u) or None.
+        theta_init: starting path (B, T, D), e.g. the previous EM iteration's smoothed
+            means; by default mu in every bin.
+        tol: Newton stops when max_t max |grad_t| / R < tol for a data set.
+        max_newton: most Newton iterations.
+        max_halvings: most step halvings (Armijo backtracking) per iteration.
+        solver: "parallel" (block cyclic reduction) or "sequential" (the reference).
+
+    Returns:
+        (filt, smooth, mll). ``filt`` carries only the Newton bookkeeping (its tensors are
+        None; see :func:`filtered_from_joint`); ``smooth`` holds theta_s, sigma_s, the gains
+        A_t = Cov(theta_t, theta_{t+1}) W_{t+1|T}^{-1} and the lag-one covariances; mll is (B,).
+    """
+    if obs.diagonal:
+        raise ValueError("estep='joint' needs full covariances (method='exact')")
+    solve = SOLVERS[solver]
+    B, T, D = obs.B, obs.T, obs.D
+    prior = prior_precision(params, T, u)
+    R = float(obs.R)
+    x = params.mu[:, None].expand(B, T, D).clone() if theta_init is None else theta_init.clone()
+
+    def evaluate(th: torch.Tensor):
+        v, g, Hobs = obs.value_grad_hess_all(th)
+        Jx = _prior_matvec(prior, th)
+        f = v.sum(-1) - 0.5 * (th * Jx).sum((-1, -2)) + (prior.h * th).sum((-1, -2))
+        return f, g + prior.h - Jx, Hobs
+
+    def value(th: torch.Tensor) -> torch.Tensor:
+        Jx = _prior_matvec(prior, th)
+        return obs.log_lik_all(th).sum(-1) - 0.5 * (th * Jx).sum((-1, -2)) + (prior.h * th).sum((-1, -2))
+
+    f, g, Hobs = evaluate(x)
+    done = (g.abs() / R).flatten(1).amax(-1) <= tol
+    it = 0
+    while it < max_newton and not bool(done.all()):
+        it += 1
+        d = solve(prior.diag - Hobs, prior.lower, g).x
+        d = torch.where(done[:, None, None], torch.zeros_like(d), d)
+        slope = (g * d).sum((-1, -2))
+        step = torch.ones_like(f)
+        accepted = done.clone()
+        for k in range(max_halvings):
+            cand = x + step[:, None, None] * d
+            fc = value(cand)
+            ok = (~accepted) & torch.isfinite(fc) & (fc >= f + 1e-4 * step * slope)
+            if k == 0 and bool(ok.all()):
+                accepted = ok
+                break
+            accepted = accepted | ok
+            x = torch.where(ok[:, None, None], cand, x)
+            if bool(accepted.all()):
+                break
+            step = torch.where(accepted, step, 0.5 * step)
+        if k == 0 and bool(ok.all()):
+            x = cand
+        stalled = ~accepted
+        f, g, Hobs = evaluate(x)
+        done = ((g.abs() / R).flatten(1).amax(-1) <= tol) | stalled
+    converged = bool(((g.abs() / R).flatten(1).amax(-1) <= tol).all())
+    sol = solve(prior.diag - Hobs, prior.lower, g, want_cov=True)
+    mll = obs.log_lik_all(x).sum(-1) + _log_prior(prior, params, x) + 0.5 * T * D * math.log(2 * math.pi)
+    mll = mll - 0.5 * sol.logdet
+    sigma_s, lag_one = sol.cov, sol.lag_one
+    if T > 1:
+        # A_t = Cov(theta_t, theta_{t+1}) W_{t+1|T}^{-1}  =>  A_t^T = W_{t+1|T}^{-1} Cov(theta_{t+1}, theta_t)
+        gain = torch.linalg.solve(sigma_s[:, 1:], lag_one).transpose(-1, -2)
+    else:
+        gain = sigma_s[:, :0]
+    filt = FilterResult(None, None, None, None, it, converged)
+    return filt, SmootherResult(x, sigma_s, gain, lag_one), mll
+
+
+def filtered_from_joint(
+    obs: ObservationModel, params: StateSpaceParams, theta_s: torch.Tensor, u: torch.Tensor | None = None
+) -> FilterResult:
+    """Filtered marginals of the Gaussian approximation at the joint mode.
+
+    The likelihood of bin t is replaced by its quadratic expansion at theta_s[t]
+    (precision R G(theta_s[t])), and the Kalman filter of that linear-Gaussian model
+    runs in information form, one bin at a time: with P_t^f the filtered precision,
+
+        W_{t|t-1} = F (P_{t-1}^f)^{-1} F^T + Q,   P_t^f = W_{t|t-1}^{-1} + R G(theta_s[t]),
+        theta_{t|t} = theta_{t|t-1} + (P_t^f)^{-1} [ grad_t + R G_t (theta_s[t] - theta_{t|t-1}) ],
+
+    where grad_t = R (y_t - eta(theta_s[t])). At the last bin theta_{T|T} = theta_s[T]
+    up to the mode's tolerance. Sequential in t (once per fit, for the reported theta_f).
+    """
+    B, T, D = theta_s.shape
+    _, g, Hobs = obs.value_grad_hess_all(theta_s)
+    Gobs = -Hobs
+    theta_f = theta_s.new_empty(B, T, D)
+    theta_p = theta_s.new_empty(B, T, D)
+    sigma_f = theta_s.new_empty(B, T, D, D)
+    sigma_p = theta_s.new_empty(B, T, D, D)
+    drift = None
+    if params.U is not None and u is not None:
+        drift = u @ params.U.transpose(-1, -2)
+    for t in range(T):
+        if t == 0:
+            tp, Wp = params.mu, params.Sigma
+        else:
+            tp = _mv(params.F, theta_f[:, t - 1])
+            if drift is not None:
+                tp = tp + drift[:, t]
+            Wp = _sym(params.F @ sigma_f[:, t - 1] @ params.F.transpose(-1, -2) + params.Q)
+        Pp, _ = _spd_inv_logdet(Wp)
+        Wf, _ = _spd_inv_logdet(Pp + Gobs[:, t])
+        theta_f[:, t] = tp + _mv(Wf, g[:, t] + _mv(Gobs[:, t], theta_s[:, t] - tp))
+        theta_p[:, t], sigma_p[:, t], sigma_f[:, t] = tp, Wp, Wf
+    return FilterResult(theta_f, sigma_f, theta_p, sigma_p, 0, True)
