@@ -2,6 +2,8 @@
 
 * :mod:`.filter` - the Laplace filter (MODEL.md 3.1)
 * :mod:`.smoother` - the smoother with lag-one covariances (3.2)
+* :mod:`.joint` - the joint-mode E-step: all bins at once, block cyclic reduction
+* :mod:`.online` - :class:`OnlineFilter`, the filter one bin at a time
 * :mod:`.mstep` - the M-step for mu, Q (four forms), F and U (3.3)
 * :mod:`.marginal` - the Laplace log marginal likelihood (3.4)
 * :mod:`.em` - the EM loop with Anderson acceleration, direct maximisation of l, or the published rule (3.5)
@@ -10,10 +12,12 @@
 
 from .em import EStep, e_step, run_em
 from .filter import laplace_filter
+from .joint import joint_e_step
 from .marginal import log_marginal
 from .model import OBSERVATION_MODELS, FitWarning, StateSpaceIsing, fit
 from .mstep import Q_FORMS, m_step
 from .observation import ExactIsing, ObservationModel, autograd_value_grad_hess
+from .online import OnlineFilter
 from .records import EMState, FilterResult, SmootherResult, StateSpaceParams
 from .result import StateSpaceResult
 from .smoother import smoother
@@ -39,4 +43,6 @@ __all__ = [
     "log_marginal",
     "e_step",
     "run_em",
+    "OnlineFilter",
+    "joint_e_step",
 ]

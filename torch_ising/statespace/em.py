@@ -255,7 +255,7 @@ def _select(mask: torch.Tensor, a: EStep, b: EStep) -> EStep:
 
     pairs = zip(a.filt, b.filt, strict=True)
     filt = type(a.filt)(*(pick(x, y) if isinstance(x, torch.Tensor) else x for x, y in pairs))
-    smooth = type(a.smooth)(*(pick(x, y) for x, y in zip(a.smooth, b.smooth, strict=True)))
+    smooth = type(a.smooth)(*(None if x is None else pick(x, y) for x, y in zip(a.smooth, b.smooth, strict=True)))
     return EStep(filt, smooth, pick(a.mll, b.mll))
 
 

@@ -59,7 +59,7 @@ class TridiagonalSolution(NamedTuple):
 
     Attributes:
         x: H^{-1} h, shape (B, T, D).
-        logdet: log det H, shape (B,).
+        logdet: log det H, shape (B,), or None.
         cov: the diagonal blocks (H^{-1})_{tt}, shape (B, T, D, D), or None.
         lag_one: the blocks (H^{-1})_{t+1,t}, shape (B, T-1, D, D), or None.
     """
@@ -74,24 +74,26 @@ def _sym(W: torch.Tensor) -> torch.Tensor:
     return 0.5 * (W + W.transpose(-1, -2))
 
 
-def _spd_inverse(H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(H^{-1}, log det H) of a batch of SPD blocks: H = L L^T, H^{-1} = L^{-T} L^{-1}.
+def _spd_inverse(H: torch.Tensor, infos: list[torch.Tensor], logdet: bool = True):
+    """(H^{-1}, log det H or None) of a batch of SPD blocks: H = L L^T, H^{-1} = L^{-T} L^{-1}.
 
     Batched triangular inversion and a product are much faster on a CPU than
-    ``cholesky_solve`` over many small blocks.
-
-    Raises:
-        torch.linalg.LinAlgError: when a block is not positive definite.
+    ``cholesky_solve`` over many small blocks. The Cholesky status goes into ``infos``
+    (checked once per solve by :func:`_check`).
     """
     L, info = torch.linalg.cholesky_ex(H)
-    if bool((info != 0).any()):
+    infos.append(info)
+    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device).expand_as(H)
+    Li = torch.linalg.solve_triangular(L, eye, upper=False)
+    return Li.transpose(-1, -2) @ Li, (_logdet_chol(L) if logdet else None)
+
+
+def _check(infos: list[torch.Tensor]) -> None:
+    if bool(torch.stack([i.flatten().amax() for i in infos]).amax() != 0):
         raise torch.linalg.LinAlgError(
             "the posterior precision of the joint E-step is not positive definite (a state-noise covariance "
             "Q or sigma_o too close to singular for float64)"
         )
-    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device).expand_as(H)
-    Li = torch.linalg.solve_triangular(L, eye, upper=False)
-    return Li.transpose(-1, -2) @ Li, _logdet_chol(L)
 
 
 def _mv(A: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -106,6 +108,23 @@ def solve_tridiagonal(
     diag: torch.Tensor, lower: torch.Tensor, rhs: torch.Tensor, *, want_cov: bool = False
 ) -> TridiagonalSolution:
     """Solve H x = rhs by block cyclic reduction, batched over data sets and blocks.
+
+    See :func:`_cyclic_reduction`. ``logdet``, ``cov`` and ``lag_one`` are computed only
+    with ``want_cov`` (else None).
+
+    Raises:
+        torch.linalg.LinAlgError: when H is not positive definite to float64 precision.
+    """
+    infos: list[torch.Tensor] = []
+    sol = _cyclic_reduction(diag, lower, rhs, want_cov, infos)
+    _check(infos)
+    return sol
+
+
+def _cyclic_reduction(
+    diag: torch.Tensor, lower: torch.Tensor, rhs: torch.Tensor, want_cov: bool, infos: list[torch.Tensor]
+) -> TridiagonalSolution:
+    """Block cyclic reduction for H x = rhs.
 
     H has diagonal blocks ``diag`` (B, T, D, D) and sub-diagonal blocks
     ``lower[t] = H_{t+1,t}`` (B, T-1, D, D). One level eliminates the odd-indexed
@@ -125,10 +144,11 @@ def solve_tridiagonal(
     """
     B, T, D = rhs.shape
     if T == 1:
-        Hi, logdet = _spd_inverse(diag)
+        Hi, logdet = _spd_inverse(diag, infos, want_cov)
         x = _mv(Hi, rhs)
-        lag = diag.new_zeros(B, 0, D, D) if want_cov else None
-        return TridiagonalSolution(x, logdet[:, 0], Hi if want_cov else None, lag)
+        if not want_cov:
+            return TridiagonalSolution(x, None)
+        return TridiagonalSolution(x, logdet[:, 0], Hi, diag.new_zeros(B, 0, D, D))
     n_o = T // 2  # odd blocks i = 1, 3, ...
     n_r = (T - 1) // 2  # odd blocks with a right neighbour i + 1
     Kl = lower[:, 0::2]  # H_{i,i-1}, (B, n_o, D, D)
@@ -136,7 +156,7 @@ def solve_tridiagonal(
     if n_r < n_o:
         KrT = torch.cat([KrT, KrT.new_zeros(B, 1, D, D)], 1)
     # one inverse per odd block: H_i^{-1} [H_{i,i-1}, H_{i+1,i}^T, h_i] = [A_i, C_i, a_i]
-    Hoi, logdet_o = _spd_inverse(diag[:, 1::2])
+    Hoi, logdet_o = _spd_inverse(diag[:, 1::2], infos, want_cov)
     X = Hoi @ torch.cat([Kl, KrT, rhs[:, 1::2, :, None]], -1)
     AC = X[..., : 2 * D]  # [A_i, C_i]
     A, a = X[..., :D], X[..., -1:]
@@ -151,7 +171,7 @@ def solve_tridiagonal(
         lower_e = -upd[..., D + 1 :]
     else:
         lower_e = diag.new_zeros(B, 0, D, D)
-    sub = solve_tridiagonal(He[..., :D], lower_e, He[..., D], want_cov=want_cov)
+    sub = _cyclic_reduction(He[..., :D], lower_e, He[..., D], want_cov, infos)
     xe = sub.x
     right = xe[:, 1 : 1 + n_o]
     if right.shape[1] < n_o:
@@ -160,9 +180,9 @@ def solve_tridiagonal(
     x = rhs.new_empty(B, T, D)
     x[:, 0::2] = xe
     x[:, 1::2] = xo
-    logdet = sub.logdet + logdet_o.sum(-1)
     if not want_cov:
-        return TridiagonalSolution(x, logdet)
+        return TridiagonalSolution(x, None)
+    logdet = sub.logdet + logdet_o.sum(-1)
     Se, Ce = sub.cov, sub.lag_one
     # the joint covariance of the two even neighbours (x_{i-1}, x_{i+1}) of each odd i
     Sa = Se[:, :n_o]
@@ -273,16 +293,12 @@ def prior_precision(params: StateSpaceParams, T: int, u: torch.Tensor | None = N
     return _Prior(diag, lower, h, Si, Qi, drift, const)
 
 
-def _log_prior(prior: _Prior, params: StateSpaceParams, theta: torch.Tensor) -> torch.Tensor:
-    """log p(theta_{1:T}) under the prior, shape (B,)."""
-    d0 = theta[:, 0] - params.mu
-    val = -0.5 * (d0 * _mv(prior.Sigma_inv, d0)).sum(-1)
-    if theta.shape[1] > 1:
-        r = theta[:, 1:] - theta[:, :-1] @ params.F.transpose(-1, -2)
-        if prior.drift is not None:
-            r = r - prior.drift
-        val = val - 0.5 * ((r @ prior.Q_inv) * r).sum((-1, -2))
-    return val + prior.const
+def _prior_offset(prior: _Prior, params: StateSpaceParams) -> torch.Tensor:
+    """1/2 (mu^T Sigma^{-1} mu + sum_t (U u_t)^T Q^{-1} U u_t): log p(theta) = -1/2 theta^T J theta + h^T theta - this + const."""
+    val = 0.5 * (params.mu * _mv(prior.Sigma_inv, params.mu)).sum(-1)
+    if prior.drift is not None:
+        val = val + 0.5 * ((prior.drift @ prior.Q_inv) * prior.drift).sum((-1, -2))
+    return val
 
 
 def _prior_matvec(prior: _Prior, theta: torch.Tensor) -> torch.Tensor:
@@ -320,8 +336,8 @@ def joint_e_step(
 
     Returns:
         (filt, smooth, mll). ``filt`` carries only the Newton bookkeeping (its tensors are
-        None; see :func:`filtered_from_joint`); ``smooth`` holds theta_s, sigma_s, the gains
-        A_t = Cov(theta_t, theta_{t+1}) W_{t+1|T}^{-1} and the lag-one covariances; mll is (B,).
+        None; see :func:`filtered_from_joint`); ``smooth`` holds theta_s, sigma_s and the
+        lag-one covariances (its ``gain`` is None: the M-step needs none); mll is (B,).
     """
     if obs.diagonal:
         raise ValueError("estep='joint' needs full covariances (method='exact')")
@@ -331,55 +347,61 @@ def joint_e_step(
     R = float(obs.R)
     x = params.mu[:, None].expand(B, T, D).clone() if theta_init is None else theta_init.clone()
 
+    def prior_part(th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(-1/2 th^T J th + h^T th (B,), h - J th (B, T, D))."""
+        r = prior.h - _prior_matvec(prior, th)
+        return (th * (r + prior.h)).sum((-1, -2)) * 0.5, r
+
     def evaluate(th: torch.Tensor):
         v, g, Hobs = obs.value_grad_hess_all(th)
-        Jx = _prior_matvec(prior, th)
-        f = v.sum(-1) - 0.5 * (th * Jx).sum((-1, -2)) + (prior.h * th).sum((-1, -2))
-        return f, g + prior.h - Jx, Hobs
+        fp, gp = prior_part(th)
+        return v.sum(-1) + fp, g + gp, Hobs
 
     def value(th: torch.Tensor) -> torch.Tensor:
-        Jx = _prior_matvec(prior, th)
-        return obs.log_lik_all(th).sum(-1) - 0.5 * (th * Jx).sum((-1, -2)) + (prior.h * th).sum((-1, -2))
+        return obs.log_lik_all(th).sum(-1) + prior_part(th)[0]
+
+    def small(g: torch.Tensor) -> torch.Tensor:
+        return (g.abs() / R).flatten(1).amax(-1) <= tol
 
     f, g, Hobs = evaluate(x)
-    done = (g.abs() / R).flatten(1).amax(-1) <= tol
+    done = small(g)
     it = 0
     while it < max_newton and not bool(done.all()):
         it += 1
         d = solve(prior.diag - Hobs, prior.lower, g).x
-        d = torch.where(done[:, None, None], torch.zeros_like(d), d)
+        if bool(done.any()):
+            d = torch.where(done[:, None, None], torch.zeros_like(d), d)
         slope = (g * d).sum((-1, -2))
+        # the full Newton step, with the derivatives there (accepted almost always)
+        cand = x + d
+        fc, gc, Hc = evaluate(cand)
+        ok = torch.isfinite(fc) & (fc >= f + 1e-4 * slope)
+        if bool((ok | done).all()):
+            keep = ok[:, None, None]
+            x = torch.where(keep, cand, x)
+            f, g, Hobs = torch.where(ok, fc, f), torch.where(keep, gc, g), torch.where(keep[..., None], Hc, Hobs)
+            done = small(g)
+            continue
+        # Armijo backtracking, per data set
         step = torch.ones_like(f)
-        accepted = done.clone()
-        for k in range(max_halvings):
+        accepted = done | ok
+        x = torch.where(ok[:, None, None], cand, x)
+        for _ in range(max_halvings):
+            step = torch.where(accepted, step, 0.5 * step)
             cand = x + step[:, None, None] * d
             fc = value(cand)
             ok = (~accepted) & torch.isfinite(fc) & (fc >= f + 1e-4 * step * slope)
-            if k == 0 and bool(ok.all()):
-                accepted = ok
-                break
-            accepted = accepted | ok
             x = torch.where(ok[:, None, None], cand, x)
+            accepted = accepted | ok
             if bool(accepted.all()):
                 break
-            step = torch.where(accepted, step, 0.5 * step)
-        if k == 0 and bool(ok.all()):
-            x = cand
-        stalled = ~accepted
         f, g, Hobs = evaluate(x)
-        done = ((g.abs() / R).flatten(1).amax(-1) <= tol) | stalled
-    converged = bool(((g.abs() / R).flatten(1).amax(-1) <= tol).all())
+        done = small(g) | ~accepted  # a data set with no ascent left at round-off level is done
+    converged = bool(small(g).all())
     sol = solve(prior.diag - Hobs, prior.lower, g, want_cov=True)
-    mll = obs.log_lik_all(x).sum(-1) + _log_prior(prior, params, x) + 0.5 * T * D * math.log(2 * math.pi)
-    mll = mll - 0.5 * sol.logdet
-    sigma_s, lag_one = sol.cov, sol.lag_one
-    if T > 1:
-        # A_t = Cov(theta_t, theta_{t+1}) W_{t+1|T}^{-1}  =>  A_t^T = W_{t+1|T}^{-1} Cov(theta_{t+1}, theta_t)
-        gain = torch.linalg.solve(sigma_s[:, 1:], lag_one).transpose(-1, -2)
-    else:
-        gain = sigma_s[:, :0]
+    mll = f - 0.5 * sol.logdet + (prior.const + 0.5 * T * D * math.log(2 * math.pi)) - _prior_offset(prior, params)
     filt = FilterResult(None, None, None, None, it, converged)
-    return filt, SmootherResult(x, sigma_s, gain, lag_one), mll
+    return filt, SmootherResult(x, sol.cov, None, sol.lag_one), mll
 
 
 def filtered_from_joint(

@@ -127,7 +127,9 @@ class ExactIsing(ObservationModel):
         return self.R * ((self.y[:, t] * theta).sum(-1) - _m.log_partition(theta, self.N, self.order))
 
     def log_lik_all(self, theta: torch.Tensor) -> torch.Tensor:
-        return self.R * ((self.y * theta).sum(-1) - _m.log_partition(theta, self.N, self.order))
+        B, T, D = theta.shape
+        psi = _m.log_partition_trusted(theta.reshape(B * T, D), self.N, self.order).reshape(B, T)
+        return self.R * ((self.y * theta).sum(-1) - psi)
 
     def value_grad_hess(self, theta: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.use_autograd:
