@@ -128,9 +128,17 @@ def pattern_labels(N: int) -> list[str]:
     return ["".join(str(int(b)) for b in row) for row in pats.tolist()]
 
 
-def parameter_labels(N: int, order: int, symbol: str = "theta") -> list[str]:
-    """Mathtext labels of the D parameters, e.g. ``$\\theta_{0}$``, ``$\\theta_{01}$`` (commas for N > 10)."""
+def parameter_labels(N: int, order: int, symbol: str = "theta", unit_ids: Sequence[Any] | None = None) -> list[str]:
+    """Mathtext labels of the D parameters, e.g. ``$\\theta_{0}$``, ``$\\theta_{01}$`` (commas for N > 10).
+
+    With ``unit_ids`` the subscripts are the units' ids (always comma-separated), e.g. ``$\\theta_{12,31}$``.
+    """
     N, order = check_N_order(N, order)
+    if unit_ids is not None:
+        ids = [str(u) for u in unit_ids]
+        if len(ids) != N:
+            raise ValueError(f"unit_ids must have one entry per neuron ({N}); got {len(ids)}")
+        return [f"$\\{symbol}_{{{','.join(ids[i] for i in s)}}}$" for s in subsets(N, order)]
     sep = "," if N > 10 else ""
     return [f"$\\{symbol}_{{{sep.join(str(i) for i in s)}}}$" for s in subsets(N, order)]
 
@@ -391,7 +399,7 @@ _THERMO_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 _THERMO_YLABELS = {
     "Entropy (nats)": "entropy (nats)",
     "S_ratio": "$(S_1 - S_2) / S_1$",
-    "Heat capacity": "$C$ (nats$^2$)",
+    "Heat capacity": "$C$",
     "P(silence)": "$p(x = 0)$",
 }
 _THERMO_LABELS = {

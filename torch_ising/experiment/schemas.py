@@ -324,6 +324,8 @@ class OutputConfig:
         summary: write ``summary.txt`` and ``summary.json`` (the summary is always printed).
         figures: names of the figures to draw as PNG; ["all"] draws every available one, [] none.
         dpi: resolution of the PNG figures.
+        reliable_min_bins: a coupling theta_ij is listed in ``reliable_couplings.csv`` when its 90%
+            credible band excludes 0 in at least this many bins.
     """
 
     _target_: str = "torch_ising.experiment.schemas.OutputConfig"
@@ -333,9 +335,11 @@ class OutputConfig:
     summary: bool = True
     figures: list[str] = field(default_factory=lambda: ["all"])
     dpi: int = 100
+    reliable_min_bins: int = 1
 
     def __post_init__(self) -> None:
         _positive(self.dpi, "output.dpi", integer=True)
+        _positive(self.reliable_min_bins, "output.reliable_min_bins", integer=True)
 
 
 @dataclass
