@@ -475,8 +475,11 @@ def plot_thermodynamics(
             a.set_xlabel(xlabel)
         if len(qs) > 1:
             a.legend(fontsize="small")
+        if T[0] == 1:  # one bin: a point with its interval, centred
+            a.set_xticks([x[0]])
+            a.set_xlim(x[0] - 1.0, x[0] + 1.0)
     if truth is not None and created:
-        fig.suptitle("dashed: truth", fontsize="small")
+        fig.suptitle("crosses: truth" if T[0] == 1 else "dashed: truth", fontsize="small")
     return fig, axes
 
 
@@ -742,6 +745,8 @@ def plot_raster_psth(
         color="black",
         drawstyle="steps-mid" if T > 1 else "default",
         marker="o" if T == 1 else None,
+        markersize=11,
+        fillstyle="none",
         label="data (all neurons)",
     )
     if rate_np is not None:
@@ -752,6 +757,10 @@ def plot_raster_psth(
     pa.legend(fontsize="small")
     pa.set_title("population PSTH", fontsize="medium")
     pa.set_xlim(edges[0], edges[-1])
+    pa.set_ylim(bottom=0.0, top=max(pa.get_ylim()[1], 1e-12) * (1.3 if T == 1 else 1.0))
+    pa.ticklabel_format(axis="y", useOffset=False)
+    if T == 1:
+        pa.set_xticks([x[0]])
     if time is not None and x.min() <= 0.0 <= x.max():
         for a in axes:
             a.axvline(0.0, color="tab:blue", linewidth=0.8, linestyle=":")

@@ -368,7 +368,8 @@ def _fig_theta(ctx: Mapping[str, Any]) -> Any:
     r = ctx["result"]
     band = gaussian_intervals(r.theta_s, r.sigma_s, level=0.9)
     truth = _theta_truth(ctx)
-    title = "smoothed theta, 90% credible bands" + (" (dashed: truth)" if truth is not None else "")
+    marks = "crosses" if r.T == 1 else "dashed"
+    title = "smoothed theta, 90% credible bands" + (f" ({marks}: truth)" if truth is not None else "")
     return _trajectory_figure(band, ctx, "theta", title, truth)
 
 
@@ -416,7 +417,8 @@ def _fig_thermodynamics(ctx: Mapping[str, Any]) -> Any:
     time, time_label = _time(ctx)
     fig, _ = plot_thermodynamics(record, truth=truth_record, time=time, time_label=time_label)
     bands = "90% credible bands (200 samples)" if r.N <= THERMO_BANDS_MAX_N else f"no bands (N > {THERMO_BANDS_MAX_N})"
-    fig.suptitle(f"thermodynamics of the fit: {bands}" + ("; dashed: truth" if truth is not None else ""))
+    marks = "crosses" if r.T == 1 else "dashed"
+    fig.suptitle(f"thermodynamics of the fit: {bands}" + (f"; {marks}: truth" if truth is not None else ""))
     return fig
 
 
