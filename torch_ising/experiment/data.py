@@ -35,6 +35,7 @@ functions are the Python loader API ``torch_ising.io``.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,9 +90,16 @@ class SpikeData(NamedTuple):
     notes: tuple[str, ...] = ()
 
 
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+
+
 def _warn(notes: Sequence[str]) -> None:
+    """Issue each note as a DataWarning attributed to the first caller outside torch_ising."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
     for note in notes:
-        warnings.warn(note, DataWarning, stacklevel=3)
+        warnings.warn(note, DataWarning, stacklevel=level)
 
 
 def _silent_note(spikes: np.ndarray, unit_ids: np.ndarray, what: str = "neuron") -> list[str]:
