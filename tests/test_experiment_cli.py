@@ -55,7 +55,8 @@ def test_run_experiment_writes_results_that_match_a_direct_fit(tmp_path):
     # the same data and fit, built directly from the library
     theta = ti.generate_thetas(3, 2, 12, seed=3)
     spikes = ti.generate_spikes(theta, 30, seed=4, N=3, order=2)
-    direct = ti.fit(spikes, 2, max_iter=4, state_cov=0.01, stop="converged", tol=1e-5, sigma_o=0.1, progress=False)
+    with pytest.warns(ti.FitWarning, match="max_iter=4"):
+        direct = ti.fit(spikes, 2, max_iter=4, state_cov=0.01, stop="converged", tol=1e-5, sigma_o=0.1, progress=False)
 
     res = load_results(tmp_path / "results.npz")  # numpy alone, allow_pickle=False
     np.testing.assert_allclose(res["theta_s"], direct.theta_s.numpy(), rtol=0, atol=1e-12)

@@ -7,9 +7,12 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
+import torch_ising as ti
 from torch_ising import generate_spikes, generate_thetas
+from torch_ising.experiment.cli import one_line_error
 from torch_ising.experiment.data import (
     ArrayData,
+    DataWarning,
     NWBData,
     SpikeTimesData,
     SyntheticData,
@@ -20,6 +23,9 @@ from torch_ising.experiment.data import (
     load_spike_times,
     to_binary,
 )
+
+# Expected notes of the loaders; the tests that check them catch them with pytest.warns.
+pytestmark = pytest.mark.filterwarnings("ignore::torch_ising.experiment.data.DataWarning")
 
 
 def brute_force_binning(times, units, events, width, start, stop, unit_ids):
@@ -166,7 +172,7 @@ def test_bin_spike_times_unit_selection_and_order(session):
     window = (0.0, 0.3)
     chosen = [11, 3]
     counts = brute_force_binning(s["times"], s["units"], s["events"], s["width"], *window, chosen)
-    got = bin_spike_times(s["times"], s["units"], s["events"], s["width"], window, units=chosen)
+    got = bin_spike_times(s["times"], s["units"], s["events"], s["width"], window, units=chosen, counts="binarise")
     np.testing.assert_array_equal(got, counts > 0)
 
 
@@ -186,15 +192,93 @@ def test_load_spike_times_npz(tmp_path, session):
     s = session
     np.savez(tmp_path / "st.npz", spike_times=s["times"], spike_units=s["units"], event_times=s["events"])
     counts = brute_force_binning(s["times"], s["units"], s["events"], s["width"], 0.0, 0.2, s["ids"].tolist())
-    got = SpikeTimesData(str(tmp_path / "st.npz"), bin_width=s["width"], window=[0.0, 0.2]).load()
+    got = SpikeTimesData(str(tmp_path / "st.npz"), bin_width=s["width"], window=[0.0, 0.2], counts="binarise").load()
     np.testing.assert_array_equal(got, counts > 0)
     np.savez(tmp_path / "other.npz", t=s["times"], u=s["units"], e=s["events"])
     got2 = load_spike_times(
-        tmp_path / "other.npz", s["width"], (0.0, 0.2), times_key="t", units_key="u", events_key="e"
+        tmp_path / "other.npz", s["width"], (0.0, 0.2), times_key="t", units_key="u", events_key="e", counts="binarise"
     )
     np.testing.assert_array_equal(got2, got)
     with pytest.raises(ValueError, match=r"has no array\(s\) \['spike_times', 'spike_units', 'event_times'\]"):
         load_spike_times(tmp_path / "other.npz", s["width"], (0.0, 0.2))
+
+
+def _outside_every_window(times, events, start, stop):
+    """Spikes in no trial window [e + start, e + stop), spike by spike (the definition)."""
+    return sum(not any(e + start <= t < e + stop for e in events) for t in times)
+
+
+def test_spike_times_refuse_multi_spike_bins_by_default_with_the_count(tmp_path, session):
+    s = session
+    np.savez(tmp_path / "st.npz", spike_times=s["times"], spike_units=s["units"], event_times=s["events"])
+    counts = brute_force_binning(s["times"], s["units"], s["events"], s["width"], 0.0, 0.5, s["ids"].tolist())
+    multi, occupied = int((counts > 1).sum()), int((counts > 0).sum())
+    dropped = int(counts.sum() - occupied)
+    with pytest.raises(ValueError) as info:
+        SpikeTimesData(str(tmp_path / "st.npz"), bin_width=s["width"], window=[0.0, 0.5]).load()
+    message = one_line_error(info.value)
+    assert "\n" not in message
+    assert f"{multi} of {occupied} occupied bins hold more than one spike" in message
+    assert "set data.counts=binarise" in message and f"drops {dropped} spikes" in message
+
+
+def test_binarise_states_the_dropped_spikes_counted_by_hand(session):
+    s = session
+    window = (-0.2, 0.3)
+    counts = brute_force_binning(s["times"], s["units"], s["events"], s["width"], *window, s["ids"].tolist())
+    dropped = int(counts.sum() - (counts > 0).sum())  # spikes beyond the first of each bin
+    multi = int((counts > 1).sum())
+    outside = _outside_every_window(s["times"], s["events"], *window)
+    assert dropped > 0 and outside > 0
+    with pytest.warns(DataWarning) as record:
+        data = ti.io.bin_spike_times(s["times"], s["units"], s["events"], s["width"], window, counts="binarise")
+    assert f"binarised: {multi} of {int((counts > 0).sum())} occupied bins held more than one spike; " in data.notes[0]
+    assert data.notes[0].endswith(f"; {dropped} spikes dropped")
+    assert f"{outside} of {s['times'].size} spikes of the selected units fall outside every trial window" in data.notes
+    assert [str(w.message) for w in record] == list(data.notes)
+    np.testing.assert_array_equal(data.spikes, counts > 0)
+    # bin centres in seconds from the event, and the unit ids
+    np.testing.assert_allclose(data.bin_times, -0.2 + 0.01 * (np.arange(50) + 0.5))
+    np.testing.assert_array_equal(data.unit_ids, [3, 7, 8, 11])
+    assert data.time_unit == "s"
+
+
+def test_unknown_units_are_an_error_naming_them(tmp_path, session):
+    s = session
+    np.savez(tmp_path / "st.npz", spike_times=s["times"], spike_units=s["units"], event_times=s["events"])
+    source = SpikeTimesData(str(tmp_path / "st.npz"), window=[0.0, 0.05], units=[3, 7, 99], counts="binarise")
+    with pytest.raises(ValueError) as info:
+        source.load()
+    message = one_line_error(info.value)
+    assert "\n" not in message and "unit id(s) [99] not found" in message and "3, 7, 8, 11" in message
+
+
+def test_silent_units_and_unselected_spikes_are_reported(session):
+    s = session
+    times = np.concatenate([s["times"], [100.0, 100.5]])  # unit 20 fires only far from every event
+    units = np.concatenate([s["units"], [20, 20]])
+    with pytest.warns(DataWarning, match="never fire"):
+        data = ti.io.bin_spike_times(times, units, s["events"], 0.01, (0.0, 0.3), units=[20, 3], counts="binarise")
+    assert data.spikes[:, :, 0].sum() == 0
+    assert "1 of 2 units never fire in the data (unit ids 20)" in data.notes
+    n_other = int(np.isin(s["units"], [7, 8, 11]).sum())
+    assert f"{n_other} spikes of 3 units not selected ignored" in data.notes
+
+
+def test_array_loader_reports_and_refuses_a_text_file_named_npy(tmp_path):
+    counts = np.zeros((3, 2, 2), dtype=np.int64)
+    counts[0, 0, 0], counts[1, 1, 0], counts[2, 0, 0] = 3, 1, 2
+    np.save(tmp_path / "c.npy", counts)
+    with pytest.warns(DataWarning):
+        data = ti.io.load_array(tmp_path / "c.npy", counts="binarise")
+    assert data.notes[0] == "binarised: 2 of 3 occupied bins held more than one spike; 3 spikes dropped"
+    assert "1 of 2 neurons never fire in the data (neuron ids 1)" in data.notes
+    np.testing.assert_array_equal(data.bin_times, [0.0, 1.0, 2.0])
+    assert data.time_unit == "bin"
+    (tmp_path / "x.npy").write_text("0 1 0\n1 0 1\n")
+    with pytest.raises(ValueError, match="is not a numpy .npy array") as info:
+        load_array(tmp_path / "x.npy")
+    assert "pickle" not in str(info.value)
 
 
 # --------------------------------------------------------------------------------------------- NWB
@@ -221,14 +305,15 @@ def test_nwb_loads_the_same_array_as_the_numpy_path(tmp_path, session):
     _write_nwb(tmp_path / "session.nwb", s)
     np.savez(tmp_path / "session.npz", spike_times=s["times"], spike_units=s["units"], event_times=s["events"])
     window = [0.0, 0.5]
-    from_numpy = SpikeTimesData(str(tmp_path / "session.npz"), bin_width=s["width"], window=window).load()
-    from_nwb = NWBData(str(tmp_path / "session.nwb"), bin_width=s["width"], window=window, align_to="stim_on").load()
+    binarise = {"bin_width": s["width"], "window": window, "counts": "binarise"}
+    from_numpy = SpikeTimesData(str(tmp_path / "session.npz"), **binarise).load()
+    from_nwb = NWBData(str(tmp_path / "session.nwb"), align_to="stim_on", **binarise).load()
     assert from_nwb.dtype == np.uint8 and from_nwb.shape == (50, 5, 4)
     np.testing.assert_array_equal(from_nwb, from_numpy)
     # aligned to the trials' start_time (event - 0.5 s): the same as the numpy path with shifted events
-    shifted = bin_spike_times(s["times"], s["units"], s["events"] - 0.5, s["width"], window)
-    np.testing.assert_array_equal(load_nwb(tmp_path / "session.nwb", s["width"], window), shifted)
-    sub = load_nwb(tmp_path / "session.nwb", s["width"], window, align_to="stim_on", units=[8, 3])
+    shifted = bin_spike_times(s["times"], s["units"], s["events"] - 0.5, s["width"], window, counts="binarise")
+    np.testing.assert_array_equal(load_nwb(tmp_path / "session.nwb", s["width"], window, counts="binarise"), shifted)
+    sub = load_nwb(tmp_path / "session.nwb", s["width"], window, align_to="stim_on", units=[8, 3], counts="binarise")
     np.testing.assert_array_equal(sub, from_numpy[:, :, [2, 0]])
     with pytest.raises(ValueError, match="data.align_to='go' is not a trials column"):
         load_nwb(tmp_path / "session.nwb", s["width"], window, align_to="go")

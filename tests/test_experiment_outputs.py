@@ -101,7 +101,8 @@ def test_figures_are_png_files(tmp_path):
     import torch_ising as ti
 
     spikes = ti.generate_spikes(ti.generate_thetas(3, 2, 6, seed=1), 20, seed=2, N=3, order=2)
-    result = ti.fit(spikes, 2, max_iter=3, progress=False)
+    with pytest.warns(ti.FitWarning, match="max_iter=3"):
+        result = ti.fit(spikes, 2, max_iter=3, progress=False)
     ctx = {"result": result, "mll_list": result.mll_list, "spikes": spikes.numpy(), "theta_true": None}
     paths = outputs.save_figures(["all"], ctx, tmp_path / "figures", dpi=40)
     assert sorted(p.stem for p in paths) == sorted(outputs.FIGURES)
@@ -141,3 +142,89 @@ def test_sweep_table_from_run_summaries(tmp_path):
     assert len(marked_aic) == 1 and marked_aic[0].endswith(f"model.order={best_aic}")
     assert len(marked_bic) == 1 and marked_bic[0].endswith(f"model.order={best_bic}")
     assert outputs.write_sweep_table(tmp_path / "empty") == []
+
+
+def test_figures_of_fifty_neurons_keep_legends_small_and_label_units(tmp_path):
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+
+    N, T, R = 50, 4, 6
+    D = N + N * (N - 1) // 2
+    g = torch.Generator().manual_seed(3)
+    theta = torch.randn(T, D, generator=g, dtype=torch.float64) * 0.2
+    theta[:, :N] -= 2.0
+    result = SimpleNamespace(
+        N=N, D=D, T=T, R=R, order=2, window=1, theta_s=theta, sigma_s=torch.full((T, D), 0.01, dtype=torch.float64),
+        eta_s=torch.sigmoid(theta),
+    )  # fmt: skip
+    spikes = (torch.rand(T, R, N, generator=g) < 0.2).to(torch.uint8).numpy()
+    times = -0.01 + 0.005 * (np.arange(T) + 0.5)
+    ctx = {
+        "result": result,
+        "mll_list": [-1.0, -0.5],
+        "spikes": spikes,
+        "bin_times": times,
+        "raw_bin_times": times,
+        "time_unit": "s",
+        "bin_width": 0.005,
+        "unit_ids": np.arange(100, 100 + N),
+    }
+    for name in ("theta", "eta", "couplings", "raster"):
+        fig = outputs.FIGURES[name](ctx)
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            assert legend is None or len(legend.get_texts()) <= 12, name
+        xlabels = {ax.get_xlabel() for ax in fig.axes if ax.get_xlabel()}
+        if name != "couplings":
+            assert xlabels == {"Time from event (s)"}, name
+        else:
+            assert xlabels == {"Unit"} and fig.axes[0].get_title() == f"t = {times[0]:g} s"
+        if name == "theta":
+            assert "top 8 of 1225" in fig.axes[1].get_title()
+            assert all(t.get_text().startswith("$\\theta_{1") for t in fig.axes[0].get_legend().get_texts())
+        plt.close(fig)
+
+
+def _spike_time_session(path):
+    """Spike times of units 4, 9 and 17 around 6 events; one spike per bin (no counts)."""
+    rng = np.random.default_rng(11)
+    events = 2.0 + 3.0 * np.arange(6)
+    times, units = [], []
+    for u in (4, 9, 17):
+        for e in events:
+            bins = rng.choice(40, size=8, replace=False)
+            times.append(e - 0.1 + 0.01 * bins + 0.005)
+            units.append(np.full(bins.size, u))
+    np.savez(path, spike_times=np.concatenate(times), spike_units=np.concatenate(units), event_times=events)
+
+
+def test_bin_times_and_unit_ids_round_trip_through_results(tmp_path):
+    pytest.importorskip("hydra")
+    from hydra import compose, initialize_config_dir
+
+    from torch_ising.experiment import cli, schemas
+
+    _spike_time_session(tmp_path / "st.npz")
+    overrides = [
+        "data=spike_times",
+        f"data.path={tmp_path / 'st.npz'}",
+        "data.bin_width=0.01",
+        "data.window=[-0.1,0.3]",
+        "fit.max_iter=3",
+        "model.window=2",
+        "output.figures=[theta,raster]",
+    ]
+    schemas.register_configs()
+    with initialize_config_dir(config_dir=str(cli.CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    summary = cli.run_experiment(cfg, tmp_path / "run")
+    assert "max_iter=3" in summary["warnings"][0]  # the CLI keeps the fit's FitWarning in the summary
+    res = outputs.load_results(tmp_path / "run" / "results.npz")
+    raw = -0.1 + 0.01 * (np.arange(40) + 0.5)  # bin centres, seconds from the event
+    np.testing.assert_allclose(res["raw_bin_times"], raw)
+    np.testing.assert_allclose(res["bin_times"], (raw[0::2] + raw[1::2]) / 2)  # model.window=2 pairs of bins
+    np.testing.assert_array_equal(res["unit_ids"], [4, 9, 17])
+    assert res["time_unit"] == "s" and summary["unit_ids"] == [4, 9, 17]
+    assert summary["data_notes"] == []  # every spike lies in a window, one per bin: nothing changed
+    assert (tmp_path / "run" / "reliable_couplings.csv").is_file()

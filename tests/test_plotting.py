@@ -15,10 +15,12 @@ from torch_ising.plotting import (
     parameter_labels,
     pattern_labels,
     plot_aic,
+    plot_couplings,
     plot_mll,
     plot_pattern_comparison,
     plot_pattern_probs,
     plot_raster,
+    plot_raster_psth,
     plot_thermodynamics,
     plot_trajectories,
 )
@@ -186,3 +188,179 @@ def test_plot_aic():
     assert ax3.get_ylabel() == "BIC"
     with pytest.raises(ValueError, match="criterion"):
         plot_aic(cmp, criterion="waic")
+
+
+# --------------------------------------------------------------------------------------------- scaling, T = 1, time
+
+
+def _visible(ax) -> bool:
+    """Whether an Axes shows data: a line of >= 2 points, a single point with a marker, filled patches,
+    non-empty collections or an image."""
+    for line in ax.get_lines():
+        n = np.size(line.get_xdata())
+        if n >= 2 and line.get_linestyle() not in ("None", "", " "):
+            return True
+        if n >= 1 and line.get_marker() not in (None, "None", "", " "):
+            return True
+    if any(p.get_height() != 0 for p in ax.patches if hasattr(p, "get_height")):
+        return True
+    if ax.images:
+        return True
+    for coll in ax.collections:
+        if len(coll.get_paths()) or len(getattr(coll, "get_offsets", lambda: [])()):
+            if not isinstance(coll, PolyCollection) or any(len(p.vertices) > 2 for p in coll.get_paths()):
+                return True
+    return False
+
+
+def _legend_size(ax) -> int:
+    legend = ax.get_legend()
+    return 0 if legend is None else len(legend.get_texts())
+
+
+def _one_bin_fit_like(N: int, order: int):
+    D = len(parameter_labels(N, order))
+    g = torch.Generator().manual_seed(4)
+    theta = torch.randn(1, D, generator=g, dtype=torch.float64) * 0.5
+    theta[:, :N] -= 1.5
+    sigma = 0.05 * torch.eye(D, dtype=torch.float64).expand(1, D, D)
+    return theta, sigma
+
+
+def test_every_plot_draws_visible_artists_for_a_single_bin():
+    N, order = 3, 2
+    theta, sigma = _one_bin_fit_like(N, order)
+    ci = gaussian_intervals(theta, sigma, 0.9)
+    _, ax = plot_trajectories(ci, truth=theta, N=N, order=order)
+    assert _visible(ax)
+    # point-and-interval: one marker per parameter at the estimate
+    (points,) = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    np.testing.assert_allclose(points.get_ydata(), theta[0].numpy())
+    _, axes = plot_thermodynamics(credible_intervals(theta, sigma, N, order, n_samples=50, seed=0))
+    assert all(_visible(a) for a in axes)
+    _, axes = plot_thermodynamics(thermodynamics(theta, N, order))
+    assert all(_visible(a) for a in axes)
+    _, axes = plot_couplings(ci, N, order)
+    assert all(_visible(a) for a in axes)
+    spikes = (torch.rand(1, 40, N, generator=torch.Generator().manual_seed(5)) < 0.3).to(torch.uint8)
+    _, axes = plot_raster_psth(spikes, rates=torch.full((1, theta.shape[1]), 0.3))
+    assert all(_visible(a) for a in axes)
+    _, ax = plot_raster(spikes, t=0)
+    assert _visible(ax)
+    _, ax = plot_mll([-12.0])
+    assert _visible(ax)
+    _, ax = plot_aic([2], [10.0])
+    assert _visible(ax)
+    _, ax = plot_pattern_probs(probs(theta[0], N, order))
+    assert _visible(ax)
+
+
+def test_fifty_neurons_draw_legends_of_at_most_twelve_entries():
+    N, order, T = 50, 2, 6
+    D = len(parameter_labels(N, order))
+    g = torch.Generator().manual_seed(6)
+    theta = torch.randn(T, D, generator=g)
+    sigma = 0.01 * torch.ones(T, D)
+    ci = gaussian_intervals(theta, sigma.diag_embed(), 0.9)
+    _, ax = plot_trajectories(ci, truth=theta + 0.1, N=N, order=order)
+    assert 0 < _legend_size(ax) <= 12
+    # the drawn lines are the 12 with the largest max |theta| (an independent ranking)
+    peak = theta.abs().max(dim=0).values.numpy()
+    expected = set(np.argsort(-peak)[:12].tolist())
+    solid = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    drawn = {int(np.flatnonzero(np.isclose(theta.numpy().T, line.get_ydata()).all(axis=1))[0]) for line in solid}
+    assert drawn == expected
+    assert "top 12 of 1275" in ax.get_title() and "truth" in ax.get_title()
+    _, ax2 = plot_trajectories(theta, indices=list(range(40)))
+    assert _legend_size(ax2) == 0 and "no legend" in ax2.get_title()
+    _, axes = plot_couplings(ci, N, order)
+    assert len(axes) == T and all(_legend_size(a) == 0 for a in axes)
+
+
+def test_time_axes_carry_seconds_when_bin_times_are_given():
+    T, N = 8, 3
+    times = -0.1 + 0.02 * (np.arange(T) + 0.5)
+    theta = torch.randn(T, 6, generator=torch.Generator().manual_seed(7)) * 0.3
+    theta[:, :N] -= 1.0
+    _, ax = plot_trajectories(theta, time=times)
+    assert ax.get_xlabel() == "Time from event (s)"
+    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), times)
+    _, axes = plot_thermodynamics(thermodynamics(theta, N, 2), time=times)
+    assert axes[-1].get_xlabel() == "Time from event (s)"
+    assert all(a.get_ylabel() for a in axes)  # a y label on every panel
+    spikes = (torch.rand(T, 10, N, generator=torch.Generator().manual_seed(8)) < 0.3).to(torch.uint8)
+    _, axes = plot_raster_psth(spikes, time=times, unit_ids=[12, 3, 7])
+    assert axes[-1].get_xlabel() == "Time from event (s)" and axes[-1].get_ylabel() == "Rate (Hz)"
+    # the PSTH in Hz: fraction of trials and neurons that fired, divided by the 20 ms bin width
+    psth = axes[-1].get_lines()[0].get_ydata()
+    np.testing.assert_allclose(psth, spikes.numpy().mean(axis=(1, 2)) / 0.02)
+    assert any("unit" in a.get_ylabel() for a in axes[:-1])
+    _, axes = plot_couplings(theta, N, 2, time=times)
+    assert axes[0].get_title() == f"t = {times[0]:g} s"
+    _, ax = plot_trajectories(theta)
+    assert ax.get_xlabel() == "Time bin"
+
+
+def test_plot_couplings_shows_theta_ij_and_marks_bands_that_exclude_zero():
+    N, T = 4, 3
+    D = len(parameter_labels(N, 2))
+    theta = torch.linspace(-1.0, 1.0, T * D).reshape(T, D)
+    lower, upper = theta - 0.3, theta + 0.3
+    ci = gaussian_intervals(theta, torch.zeros(T, D, D), 0.9)._replace(lower=lower, upper=upper)
+    _, axes = plot_couplings(ci, N, 2, unit_ids=[10, 11, 12, 13])
+    pairs = [(i, j) for i in range(N) for j in range(i + 1, N)]  # seed order of the pairwise columns
+    for t, ax in enumerate(axes):
+        m = ax.images[0].get_array()
+        for k, (i, j) in enumerate(pairs):
+            assert m[i, j] == m[j, i] == pytest.approx(float(theta[t, N + k]))
+        dots = [line for line in ax.get_lines() if line.get_marker() == "."]
+        excl = sum(float(lower[t, N + k]) > 0 or float(upper[t, N + k]) < 0 for k in range(len(pairs)))
+        assert sum(np.size(d.get_xdata()) for d in dots) == 2 * excl  # both triangles
+        assert [x.get_text() for x in ax.get_xticklabels()] == ["10", "11", "12", "13"]
+    with pytest.raises(ValueError, match="order must be >= 2"):
+        plot_couplings(theta[:, :N], N, 1)
+
+
+def test_reliable_couplings_counted_by_hand():
+    from torch_ising.intervals import reliable_couplings
+
+    N, T = 4, 5
+    D = len(parameter_labels(N, 2))
+    g = torch.Generator().manual_seed(9)
+    theta = torch.randn(T, D, generator=g)
+    half = torch.rand(T, D, generator=g)
+    ci = gaussian_intervals(theta, torch.zeros(T, D, D), 0.9)._replace(lower=theta - half, upper=theta + half)
+    pairs = [(i, j) for i in range(N) for j in range(i + 1, N)]
+    expected = {}
+    for k, (i, j) in enumerate(pairs):
+        col = N + k
+        n = sum(
+            1 for t in range(T) if float(theta[t, col] - half[t, col]) > 0 or float(theta[t, col] + half[t, col]) < 0
+        )
+        if n >= 2:
+            expected[(i, j)] = n
+    rows = reliable_couplings(ci, N, 2, min_bins=2, unit_ids=["a", "b", "c", "d"])
+    assert {(r["i"], r["j"]): r["n_bins"] for r in rows} == expected
+    assert [r["n_bins"] for r in rows] == sorted(expected.values(), reverse=True)
+    assert all(r["unit_i"] == "abcd"[r["i"]] and r["column"] == N + pairs.index((r["i"], r["j"])) for r in rows)
+
+
+def test_plot_aic_delta_starts_at_zero_without_offset():
+    values = np.array([20610.5, 20601.0, 20604.0])
+    _, ax = plot_aic([1, 2, 3], values, delta=True)
+    np.testing.assert_allclose([b.get_height() for b in ax.patches], values - values.min())
+    assert ax.get_ylim()[0] == 0.0 and "Delta" in ax.get_ylabel()
+    ax.figure.canvas.draw()
+    assert ax.yaxis.get_major_formatter().get_offset() == ""
+    assert ax.get_title() == "lowest AIC: order 2"
+
+
+def test_parameter_labels_with_unit_ids():
+    assert parameter_labels(3, 2, unit_ids=[12, 3, 40]) == [
+        "$\\theta_{12}$",
+        "$\\theta_{3}$",
+        "$\\theta_{40}$",
+        "$\\theta_{12,3}$",
+        "$\\theta_{12,40}$",
+        "$\\theta_{3,40}$",
+    ]

@@ -4,11 +4,18 @@ state-space (time-varying) estimation, in PyTorch.
 The public API a researcher types lives here; everything else is private.
 """
 
-from . import approx, basis, comparison, experiment, intervals, moments, plotting, synthesis
+from . import approx, basis, comparison, experiment, intervals, io, moments, plotting, synthesis
 from .approx import ETA_METHODS, ApproximationWarning, ConvergenceError, PseudoLikelihood, approx_moments
 from .basis import compute_D, enumerate_patterns, rebin, subsets, sufficient_stats
 from .comparison import OrderComparison, aic, bic, compare_orders, count_hyperparameters, likelihood_gain
-from .intervals import CredibleInterval, CredibleIntervals, credible_intervals, gaussian_intervals, sample_theta
+from .intervals import (
+    CredibleInterval,
+    CredibleIntervals,
+    credible_intervals,
+    gaussian_intervals,
+    reliable_couplings,
+    sample_theta,
+)
 from .ising import Ising
 from .moments import (
     ExactMemoryError,
@@ -93,6 +100,7 @@ __all__ = [
     "intervals",
     "plotting",
     "experiment",
+    "io",
     "OrderComparison",
     "aic",
     "bic",
@@ -104,6 +112,7 @@ __all__ = [
     "credible_intervals",
     "gaussian_intervals",
     "sample_theta",
+    "reliable_couplings",
     "QuantityError",
     "Thermodynamics",
     "heat_capacity_curve",

@@ -34,6 +34,7 @@ __all__ = [
     "sample_theta",
     "gaussian_intervals",
     "credible_intervals",
+    "reliable_couplings",
 ]
 
 #: Working-set budget (bytes) of one chunk of posterior samples.
@@ -313,3 +314,74 @@ def credible_intervals(
         lower, upper = _quantiles(store.pop(k), (lo_p, hi_p))
         result[k] = CredibleInterval(map=point[k], lower=lower, upper=upper, level=level)
     return CredibleIntervals(result, level=level, n_samples=n_samples)
+
+
+def reliable_couplings(
+    interval: Any,
+    N: int,
+    order: int = 2,
+    *,
+    min_bins: int = 1,
+    unit_ids: Any = None,
+) -> list[dict[str, Any]]:
+    """The pairwise couplings theta_ij whose credible band excludes 0 in at least ``min_bins`` bins.
+
+    Args:
+        interval: a :class:`CredibleInterval` of theta, shape (T, D) or (D,)
+            (e.g. ``result.theta_intervals(0.9)``).
+        N: number of neurons.
+        order: interaction order of theta (>= 2).
+        min_bins: least number of bins in which the band must exclude 0.
+        unit_ids: the unit id of each neuron (default 0..N-1).
+
+    Returns:
+        one row per reliable pair, most bins first (then the largest |theta_ij|):
+        ``i``, ``j`` (neurons), ``unit_i``, ``unit_j``, ``column`` (index among the D),
+        ``n_bins`` (bins whose band excludes 0), ``first_bin``, ``sign`` ("+", "-" or
+        "+/-": the sign of theta_ij in those bins) and ``peak`` (theta_ij of largest
+        magnitude among them).
+    """
+    from .basis import subsets
+
+    N, order = check_N_order(N, order)
+    if order < 2:
+        raise ValueError(f"order must be >= 2 to have couplings; got order={order}")
+    if isinstance(min_bins, bool) or not isinstance(min_bins, int) or min_bins < 1:
+        raise ValueError(f"min_bins must be an integer >= 1; got {min_bins!r}")
+    subs = subsets(N, order)
+    lower = torch.as_tensor(interval.lower).detach().cpu().double()
+    upper = torch.as_tensor(interval.upper).detach().cpu().double()
+    value = torch.as_tensor(interval.map).detach().cpu().double()
+    if lower.shape[-1] != len(subs):
+        raise ValueError(f"interval has D={lower.shape[-1]} columns but N={N}, order={order} gives D={len(subs)}")
+    lower, upper, value = (x.reshape(-1, len(subs)) for x in (lower, upper, value))
+    ids = list(range(N)) if unit_ids is None else [u.item() if hasattr(u, "item") else u for u in unit_ids]
+    if len(ids) != N:
+        raise ValueError(f"unit_ids must have one entry per neuron ({N}); got {len(ids)}")
+    excludes = (lower > 0) | (upper < 0)
+    rows = []
+    for k, s in enumerate(subs):
+        if len(s) != 2:
+            continue
+        hit = excludes[:, k]
+        n = int(hit.sum())
+        if n < min_bins:
+            continue
+        vals = value[hit, k]
+        signs = {"+" if float(v) > 0 else "-" for v in vals}
+        peak = float(vals[vals.abs().argmax()])
+        rows.append(
+            {
+                "i": s[0],
+                "j": s[1],
+                "unit_i": ids[s[0]],
+                "unit_j": ids[s[1]],
+                "column": k,
+                "n_bins": n,
+                "first_bin": int(torch.nonzero(hit)[0, 0]),
+                "sign": "+/-" if len(signs) > 1 else signs.pop(),
+                "peak": peak,
+            }
+        )
+    rows.sort(key=lambda r: (-r["n_bins"], -abs(r["peak"])))
+    return rows

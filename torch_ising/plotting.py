@@ -6,6 +6,13 @@ figures compose. Vectors over patterns are in the seed order of
 :func:`torch_ising.enumerate_patterns` (empty pattern, then one pattern per
 subset of neurons), labelled with the binary words x_0 x_1 ... x_{N-1}.
 
+Figures scale to large populations: line plots draw at most
+:data:`MAX_LINES` parameters (the top ones by a rule stated in the title) with
+legends of at most :data:`MAX_LINES` entries, :func:`plot_couplings` shows all
+N (N - 1) / 2 couplings as heat maps, and a single bin (T = 1) is drawn as
+points with intervals. Time axes are bin indices ("Time bin") unless
+``time=`` gives the bin times (then "Time from event (s)").
+
 matplotlib is imported lazily, so ``import torch_ising`` does not need it.
 """
 
@@ -34,7 +41,14 @@ __all__ = [
     "plot_mll",
     "plot_thermodynamics",
     "plot_aic",
+    "plot_couplings",
+    "plot_raster_psth",
+    "top_indices",
+    "MAX_LINES",
 ]
+
+#: Most lines (and legend entries) a line plot draws by default.
+MAX_LINES = 12
 
 
 def _np(x: Any) -> np.ndarray:
@@ -62,15 +76,69 @@ def _n_from_patterns(n_patterns: int, N: int | None, name: str) -> int:
     return N
 
 
+def _time_axis(T: int, time: Any, time_label: str | None) -> tuple[np.ndarray, str]:
+    """x values and x label of a time axis: bin indices, or the given bin times (seconds from the event)."""
+    if time is None:
+        return np.arange(T), time_label or "Time bin"
+    x = _np(time).astype(float).reshape(-1)
+    if x.shape != (T,):
+        raise ValueError(f"time must have shape (T,) = ({T},); got {_np(time).shape}")
+    return x, time_label or "Time from event (s)"
+
+
+def _series(
+    ax: Axes, x: np.ndarray, v: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None, **kwargs: Any
+) -> str:
+    """Draw one series with its band; a single point gets a marker and an error bar. Returns its colour."""
+    if v.shape[0] == 1:
+        kwargs.setdefault("marker", "o")
+    (line,) = ax.plot(x, v, **kwargs)
+    color = line.get_color()
+    if lo is not None and hi is not None:
+        if v.shape[0] == 1:
+            ax.errorbar(x, v, yerr=[v - lo, hi - v], fmt="none", ecolor=color, capsize=4)
+        else:
+            ax.fill_between(x, lo, hi, color=color, alpha=0.25, linewidth=0)
+    return color
+
+
+def top_indices(values: Any, k: int = MAX_LINES, among: Sequence[int] | None = None) -> list[int]:
+    """The k columns of ``values`` (T, D) with the largest max |value| over time, in column order.
+
+    Args:
+        values: (T, D) (or (D,)) values.
+        k: how many to keep.
+        among: the candidate columns (default: all D).
+
+    Returns:
+        the chosen column indices, ascending.
+    """
+    v = np.abs(_np(values).reshape(-1, _np(values).shape[-1]))
+    cand = list(range(v.shape[1])) if among is None else [int(i) for i in among]
+    if len(cand) <= k:
+        return cand
+    peak = v[:, cand].max(axis=0)
+    chosen = np.argsort(-peak, kind="stable")[:k]
+    return sorted(cand[i] for i in chosen)
+
+
 def pattern_labels(N: int) -> list[str]:
     """Binary labels ``x_0 x_1 ... x_{N-1}`` of the 2^N patterns in the seed order (N = 2: 00, 10, 01, 11)."""
     pats = enumerate_patterns(N)
     return ["".join(str(int(b)) for b in row) for row in pats.tolist()]
 
 
-def parameter_labels(N: int, order: int, symbol: str = "theta") -> list[str]:
-    """Mathtext labels of the D parameters, e.g. ``$\\theta_{0}$``, ``$\\theta_{01}$`` (commas for N > 10)."""
+def parameter_labels(N: int, order: int, symbol: str = "theta", unit_ids: Sequence[Any] | None = None) -> list[str]:
+    """Mathtext labels of the D parameters, e.g. ``$\\theta_{0}$``, ``$\\theta_{01}$`` (commas for N > 10).
+
+    With ``unit_ids`` the subscripts are the units' ids (always comma-separated), e.g. ``$\\theta_{12,31}$``.
+    """
     N, order = check_N_order(N, order)
+    if unit_ids is not None:
+        ids = [str(u) for u in unit_ids]
+        if len(ids) != N:
+            raise ValueError(f"unit_ids must have one entry per neuron ({N}); got {len(ids)}")
+        return [f"$\\{symbol}_{{{','.join(ids[i] for i in s)}}}$" for s in subsets(N, order)]
     sep = "," if N > 10 else ""
     return [f"$\\{symbol}_{{{sep.join(str(i) for i in s)}}}$" for s in subsets(N, order)]
 
@@ -144,6 +212,8 @@ def plot_pattern_comparison(
 def plot_raster(spikes: Any, t: int = 0, *, ax: Axes | None = None, **event_kwargs: Any) -> tuple[Figure, Axes]:
     """Spike raster of one bin's trials: a tick at (trial r, neuron n) when neuron n fired in trial r of bin t.
 
+    For trials against time aligned to the event, see :func:`plot_raster_psth`.
+
     Args:
         spikes: binary array (T, R, N), or (R, N) for a single bin.
         t: the bin to show (ignored for (R, N) input).
@@ -188,9 +258,18 @@ def plot_trajectories(
     order: int | None = None,
     symbol: str = "theta",
     time: Any = None,
+    time_label: str | None = None,
+    max_lines: int | None = MAX_LINES,
     ax: Axes | None = None,
 ) -> tuple[Figure, Axes]:
     """Trajectories of theta or eta over bins with credible bands, and the truth when given.
+
+    With more than ``max_lines`` parameters and no ``indices``, only the ``max_lines``
+    with the largest max |value| over time are drawn (:func:`top_indices`), and the
+    title says so. The legend has at most :data:`MAX_LINES` entries: the truth gets
+    one entry per parameter when that fits, else the title says "dashed: truth".
+    A single bin (T = 1) is drawn as a point-and-interval plot: one point per
+    parameter (x: the parameter), its band as an error bar, the truth as a cross.
 
     Args:
         values: (T, D) point values, or a :class:`~torch_ising.intervals.CredibleInterval`
@@ -198,13 +277,15 @@ def plot_trajectories(
         lower: (T, D) lower band, optional.
         upper: (T, D) upper band, optional.
         truth: (T, D) true values, drawn dashed in the same colours.
-        indices: which of the D parameters to draw (default: all).
+        indices: which of the D parameters to draw (default: all, or the top ``max_lines``).
         labels: legend labels, one per drawn index (default: ``parameter_labels(N, order, symbol)``
             when N and order are given, else ``symbol[i]``).
         N: number of neurons (for the default labels).
         order: interaction order (for the default labels).
         symbol: ``"theta"`` or ``"eta"``; sets the y label and default labels.
-        time: (T,) x values (default: bin index).
+        time: (T,) bin times in seconds from the alignment event (default: bin index).
+        time_label: the x label (default: "Time bin", or "Time from event (s)" with ``time``).
+        max_lines: most parameters drawn when ``indices`` is None (None: all).
         ax: Axes to draw into.
 
     Returns:
@@ -232,7 +313,14 @@ def plot_trajectories(
         tr = _np(truth).reshape(T, -1) if _np(truth).size == v.size else None
         if tr is None:
             raise ValueError(f"truth must have the shape of values {v.shape}; got {_np(truth).shape}")
-    idx = list(range(D)) if indices is None else [int(i) for i in indices]
+    title = ""
+    if indices is None:
+        idx = list(range(D))
+        if max_lines is not None and D > max_lines:
+            idx = top_indices(v, max_lines)
+            title = f"top {len(idx)} of {D} by max |{symbol}| over time"
+    else:
+        idx = [int(i) for i in indices]
     if any(not 0 <= i < D for i in idx):
         raise ValueError(f"indices must lie in [0, {D}); got {idx}")
     if labels is None:
@@ -245,19 +333,39 @@ def plot_trajectories(
             labels = [f"{symbol}[{i}]" for i in idx]
     elif len(labels) != len(idx):
         raise ValueError(f"labels must have one entry per drawn index ({len(idx)}); got {len(labels)}")
-    x = np.arange(T) if time is None else _np(time)
-    if x.shape != (T,):
-        raise ValueError(f"time must have shape (T,) = ({T},); got {x.shape}")
+    x, xlabel = _time_axis(T, time, time_label)
     fig, ax = _fig_ax(ax, (7.0, 3.5))
-    for i, lab in zip(idx, labels, strict=True):
-        (line,) = ax.plot(x, v[:, i], label=lab)
-        if lo is not None:
-            ax.fill_between(x, lo[:, i], hi[:, i], color=line.get_color(), alpha=0.25, linewidth=0)
+    ylabel = f"${{\\{symbol}}}$" if symbol in ("theta", "eta") else symbol
+    if T == 1:
+        pos = np.arange(len(idx))
+        yerr = None if lo is None else [v[0, idx] - lo[0, idx], hi[0, idx] - v[0, idx]]
+        ax.errorbar(pos, v[0, idx], yerr=yerr, fmt="o", color="tab:blue", capsize=4, label="estimate")
         if tr is not None:
-            ax.plot(x, tr[:, i], linestyle="--", color=line.get_color(), label=f"{lab} (true)")
-    ax.set_xlabel("Time bin")
-    ax.set_ylabel(f"${{\\{symbol}}}$" if symbol in ("theta", "eta") else symbol)
-    ax.legend(fontsize="small", ncol=max(1, len(idx) // 6))
+            ax.plot(pos, tr[0, idx], "x", color="black", markersize=8, label="truth")
+        ax.axhline(0.0, color="grey", linewidth=0.5)
+        ax.set_xticks(pos)
+        ax.set_xticklabels(labels, rotation=90 if len(idx) > 8 else 0)
+        ax.set_xlabel("Parameter" + (f" ({xlabel.lower()} {x[0]:g})" if time is not None else ""))
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize="small")
+        if title:
+            ax.set_title(title)
+        return fig, ax
+    truth_entries = tr is not None and 2 * len(idx) <= MAX_LINES
+    for i, lab in zip(idx, labels, strict=True):
+        color = _series(ax, x, v[:, i], None if lo is None else lo[:, i], None if hi is None else hi[:, i], label=lab)
+        if tr is not None:
+            ax.plot(x, tr[:, i], linestyle="--", color=color, label=f"{lab} (true)" if truth_entries else None)
+    if tr is not None and not truth_entries:
+        title = f"{title}; dashed: truth" if title else "dashed: truth"
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if len(idx) <= MAX_LINES:
+        ax.legend(fontsize="small", ncol=max(1, len(idx) // 6))
+    else:
+        title = f"{title}; {len(idx)} lines, no legend" if title else f"{len(idx)} lines, no legend"
+    if title:
+        ax.set_title(title, fontsize="medium")
     return fig, ax
 
 
@@ -288,6 +396,12 @@ _THERMO_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Heat capacity", ("heat_capacity",)),
     ("P(silence)", ("p_silence",)),
 )
+_THERMO_YLABELS = {
+    "Entropy (nats)": "entropy (nats)",
+    "S_ratio": "$(S_1 - S_2) / S_1$",
+    "Heat capacity": "$C$",
+    "P(silence)": "$p(x = 0)$",
+}
 _THERMO_LABELS = {
     "S1": "$S_1$ (independent)",
     "S2": "$S_2$ (fitted)",
@@ -298,7 +412,12 @@ _THERMO_LABELS = {
 
 
 def plot_thermodynamics(
-    record: Any, *, time: Any = None, ax: Sequence[Axes] | None = None
+    record: Any,
+    *,
+    truth: Any = None,
+    time: Any = None,
+    time_label: str | None = None,
+    ax: Sequence[Axes] | None = None,
 ) -> tuple[Figure, np.ndarray]:
     """Traces of entropy (S1, S2), S_ratio, heat capacity and silence probability, with credible bands.
 
@@ -306,11 +425,15 @@ def plot_thermodynamics(
         record: a :class:`~torch_ising.thermodynamics.Thermodynamics` record (no bands)
             or :class:`~torch_ising.intervals.CredibleIntervals` holding S1, S2, S_ratio,
             heat_capacity and p_silence (MAP lines with bands). Each quantity of shape (T,).
-        time: (T,) x values (default: bin index).
+        truth: a Thermodynamics record of the true theta, drawn dashed (optional).
+        time: (T,) bin times in seconds from the alignment event (default: bin index).
+        time_label: the x label (default: "Time bin", or "Time from event (s)" with ``time``).
         ax: a sequence of 4 Axes to draw into (default: a new 4-panel figure).
 
     Returns:
-        (fig, axes): 4 panels; entropy has two lines, the others one each.
+        (fig, axes): 4 panels, each with a y label; entropy has two lines, the
+        others one each (plus one dashed line per quantity for the truth). A
+        single bin (T = 1) is drawn as points with error bars.
     """
     import matplotlib.pyplot as plt
 
@@ -325,7 +448,12 @@ def plot_thermodynamics(
     T = series["S1"][0].shape
     if len(T) != 1:
         raise ValueError(f"plot_thermodynamics needs quantities of shape (T,); got shape {T}")
-    x = np.arange(T[0]) if time is None else _np(time)
+    x, xlabel = _time_axis(T[0], time, time_label)
+    true_series = {}
+    if truth is not None:
+        true_series = {q: _np(getattr(truth, q)).reshape(-1) for q in needed}
+        if any(a.shape != T for a in true_series.values()):
+            raise ValueError(f"truth must hold quantities of shape {T}; got S1 of shape {true_series['S1'].shape}")
     created = ax is None
     if created:
         fig, axes = plt.subplots(2, 2, figsize=(9.0, 5.5), sharex=True, layout="constrained")
@@ -338,19 +466,30 @@ def plot_thermodynamics(
     for k, (a, (title, qs)) in enumerate(zip(axes, _THERMO_PANELS, strict=True)):
         for q in qs:
             val, lo, hi = series[q]
-            (line,) = a.plot(x, val, label=_THERMO_LABELS[q])
-            if lo is not None:
-                a.fill_between(x, lo, hi, color=line.get_color(), alpha=0.25, linewidth=0)
+            color = _series(a, x, val, lo, hi, label=_THERMO_LABELS[q])
+            if q in true_series:
+                a.plot(x, true_series[q], linestyle="--", color=color, marker="x" if T[0] == 1 else None)
         a.set_title(title)
+        a.set_ylabel(_THERMO_YLABELS[title])
         if not created or k >= 2:  # the top row of the 2 x 2 grid shares the bottom row's time axis
-            a.set_xlabel("Time bin")
+            a.set_xlabel(xlabel)
         if len(qs) > 1:
             a.legend(fontsize="small")
+        if T[0] == 1:  # one bin: a point with its interval, centred
+            a.set_xticks([x[0]])
+            a.set_xlim(x[0] - 1.0, x[0] + 1.0)
+    if truth is not None and created:
+        fig.suptitle("crosses: truth" if T[0] == 1 else "dashed: truth", fontsize="small")
     return fig, axes
 
 
 def plot_aic(
-    comparison: Any, aic: Any = None, *, criterion: str = "aic", ax: Axes | None = None
+    comparison: Any,
+    aic: Any = None,
+    *,
+    criterion: str = "aic",
+    delta: bool = False,
+    ax: Axes | None = None,
 ) -> tuple[Figure, Axes]:
     """Information criterion by interaction order, the best (lowest) order highlighted.
 
@@ -358,10 +497,13 @@ def plot_aic(
         comparison: an :class:`~torch_ising.comparison.OrderComparison`, or the orders (K,).
         aic: the criterion values (K,), when ``comparison`` is a list of orders.
         criterion: ``"aic"`` or ``"bic"`` (read from an OrderComparison).
+        delta: draw the difference to the lowest value (bars from 0; the lowest has height 0
+            and is marked), instead of the values themselves.
         ax: Axes to draw into.
 
     Returns:
-        (fig, ax): K bars, the lowest in a different colour, x ticks the orders.
+        (fig, ax): K bars, the lowest in a different colour, x ticks the orders; the
+        y axis is never offset.
     """
     if criterion not in ("aic", "bic"):
         raise ValueError(f"criterion must be 'aic' or 'bic'; got {criterion!r}")
@@ -375,17 +517,255 @@ def plot_aic(
         raise ValueError(
             f"orders and {criterion} must be 1-D of equal length (one data set); got {orders.shape}, {values.shape}"
         )
+    values = values.astype(float)
     fig, ax = _fig_ax(ax, (4.0, 3.0))
     best = int(np.argmin(values))
     colors = ["tab:orange" if k == best else "steelblue" for k in range(values.size)]
     pos = np.arange(values.size)
-    ax.bar(pos, values, color=colors)
+    name = criterion.upper()
+    if delta:
+        heights = values - values[best]
+        ax.bar(pos, heights, color=colors)
+        ax.plot([pos[best]], [0.0], marker="v", color="tab:orange", markersize=8, clip_on=False)
+        top = float(heights.max())
+        ax.set_ylim(0.0, top * 1.1 if top > 0 else 1.0)
+        ax.set_ylabel(f"$\\Delta${name} (vs lowest)")
+    else:
+        ax.bar(pos, values, color=colors)
+        lo, hi = float(values.min()), float(values.max())
+        pad = max(1.0, 0.1 * (hi - lo))
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_ylabel(name)
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     ax.set_xticks(pos)
     ax.set_xticklabels([str(int(o)) for o in orders])
     ax.set_xlabel("Interaction order")
-    ax.set_ylabel(criterion.upper())
-    lo, hi = float(values.min()), float(values.max())
-    pad = max(1.0, 0.1 * (hi - lo))
-    ax.set_ylim(lo - pad, hi + pad)
-    ax.set_title(f"lowest {criterion.upper()}: order {int(orders[best])}")
+    ax.set_title(f"lowest {name}: order {int(orders[best])}")
     return fig, ax
+
+
+def _pairs(N: int, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Columns of the pairwise parameters theta_ij among the D, and their (i, j)."""
+    subs = subsets(N, order)
+    cols = [k for k, s in enumerate(subs) if len(s) == 2]
+    return np.array(cols, dtype=int), np.array([subs[k][0] for k in cols]), np.array([subs[k][1] for k in cols])
+
+
+def plot_couplings(
+    values: Any,
+    N: int,
+    order: int = 2,
+    *,
+    lower: Any = None,
+    upper: Any = None,
+    bins: Sequence[int] | None = None,
+    max_panels: int = 6,
+    time: Any = None,
+    unit_ids: Sequence[Any] | None = None,
+    ax: Sequence[Axes] | Axes | None = None,
+) -> tuple[Figure, np.ndarray]:
+    """Heat maps of the couplings theta_ij (i, j neurons) at chosen bins, a small multiple over time.
+
+    Cell (i, j) of panel t is theta_ij at bin t (symmetric; the diagonal is blank).
+    A dot marks the couplings whose credible band [lower, upper] excludes 0. All
+    panels share one diverging colour scale, centred at 0, with a colour bar.
+
+    Args:
+        values: (T, D) (or (D,)) values, or a :class:`~torch_ising.intervals.CredibleInterval`.
+        N: number of neurons.
+        order: interaction order of ``values`` (>= 2).
+        lower: (T, D) lower band (optional; with ``upper``).
+        upper: (T, D) upper band.
+        bins: the bins to show (default: all when T <= ``max_panels``, else ``max_panels``
+            evenly spaced bins from the first to the last).
+        max_panels: most panels for the default ``bins``.
+        time: (T,) bin times in seconds from the event, used in the panel titles.
+        unit_ids: the unit id of each neuron, used as tick labels (default 0..N-1).
+        ax: Axes to draw into, one per bin (default: a new figure).
+
+    Returns:
+        (fig, axes): one image per bin (``axes[k].images[0]`` holds the (N, N) matrix).
+    """
+    import matplotlib.pyplot as plt
+
+    if hasattr(values, "lower") and hasattr(values, "map"):
+        lower = values.lower if lower is None else lower
+        upper = values.upper if upper is None else upper
+        values = values.map
+    N, order = check_N_order(N, order)
+    if order < 2:
+        raise ValueError(f"order must be >= 2 for a coupling matrix; got order={order}")
+    v = _np(values)
+    v = v[None] if v.ndim == 1 else v
+    T, D = v.shape
+    cols, ii, jj = _pairs(N, order)
+    if D != len(subsets(N, order)):
+        raise ValueError(f"values have D={D} columns but N={N}, order={order} gives D={len(subsets(N, order))}")
+    if (lower is None) != (upper is None):
+        raise ValueError("lower and upper must be given together")
+    excl = None
+    if lower is not None:
+        lo, hi = _np(lower).reshape(T, D), _np(upper).reshape(T, D)
+        excl = (lo > 0) | (hi < 0)
+    if bins is None:
+        bins = list(range(T)) if T <= max_panels else sorted(set(np.linspace(0, T - 1, max_panels).round().astype(int)))
+    bins = [int(b) for b in bins]
+    if not bins or any(not 0 <= b < T for b in bins):
+        raise ValueError(f"bins must index bins of values (T={T}); got {bins}")
+    x, _ = _time_axis(T, time, None)
+    labels = [str(u) for u in (range(N) if unit_ids is None else unit_ids)]
+    if len(labels) != N:
+        raise ValueError(f"unit_ids must have one entry per neuron ({N}); got {len(labels)}")
+    if ax is None:
+        ncol = min(len(bins), 3)
+        nrow = -(-len(bins) // ncol)
+        fig, axes = plt.subplots(
+            nrow, ncol, figsize=(3.2 * ncol + 0.8, 3.0 * nrow), layout="constrained", squeeze=False
+        )
+        axes = axes.reshape(-1)
+        for a in axes[len(bins) :]:
+            a.set_visible(False)
+        axes = axes[: len(bins)]
+    else:
+        axes = np.asarray(ax, dtype=object).reshape(-1)
+        if axes.size != len(bins):
+            raise ValueError(f"ax must hold one Axes per bin ({len(bins)}); got {axes.size}")
+        fig = axes[0].figure
+    vmax = float(np.nanmax(np.abs(v[bins][:, cols]))) if cols.size else 1.0
+    vmax = vmax if vmax > 0 else 1.0
+    step = max(1, N // 10)
+    ticks = np.arange(0, N, step)
+    image = None
+    for a, b in zip(axes, bins, strict=True):
+        m = np.full((N, N), np.nan)
+        m[ii, jj] = m[jj, ii] = v[b, cols]
+        image = a.imshow(m, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+        if excl is not None:
+            sel = excl[b, cols]
+            a.plot(
+                np.concatenate([jj[sel], ii[sel]]),
+                np.concatenate([ii[sel], jj[sel]]),
+                "k.",
+                markersize=max(1.0, 6.0 - N / 20),
+                linestyle="none",
+            )
+        a.set_xticks(ticks)
+        a.set_yticks(ticks)
+        a.set_xticklabels([labels[t] for t in ticks], rotation=90 if N > 10 else 0, fontsize="small")
+        a.set_yticklabels([labels[t] for t in ticks], fontsize="small")
+        a.set_xlabel("Neuron" if unit_ids is None else "Unit")
+        a.set_ylabel("Neuron" if unit_ids is None else "Unit")
+        a.set_title(f"bin {b}" if time is None else f"t = {x[b]:g} s", fontsize="medium")
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="$\\theta_{ij}$")
+    if excl is not None:
+        fig.suptitle("couplings $\\theta_{ij}$; dots: credible band excludes 0", fontsize="medium")
+    return fig, axes
+
+
+def plot_raster_psth(
+    spikes: Any,
+    *,
+    rates: Any = None,
+    neurons: Sequence[int] | None = None,
+    max_neurons: int = 4,
+    time: Any = None,
+    time_label: str | None = None,
+    bin_width: float | None = None,
+    unit_ids: Sequence[Any] | None = None,
+) -> tuple[Figure, np.ndarray]:
+    """Trials against time for a few neurons, and the population PSTH with the fit's rates.
+
+    One raster panel per chosen neuron (a black cell at (bin t, trial r) when it fired
+    in that bin of trial r), then the population PSTH: the fraction of trials and
+    neurons that fired in each bin, with the fit's mean first-order eta (the model's
+    spike probability per bin, averaged over neurons) overlaid. With ``bin_width``
+    the PSTH is in Hz (probability / bin width). A vertical line marks the event
+    (time 0) when the bin times include it.
+
+    Args:
+        spikes: binary spikes (T, R, N).
+        rates: (T, >= N) the fit's eta_s (its first N columns are used), optional.
+        neurons: the neurons to show (default: the ``max_neurons`` that fire most).
+        max_neurons: most raster panels for the default ``neurons``.
+        time: (T,) bin centres in seconds from the alignment event (default: bin index).
+        time_label: the x label (default: "Time bin", or "Time from event (s)" with ``time``).
+        bin_width: bin width in seconds (default: the spacing of ``time``, when given).
+        unit_ids: the unit id of each neuron, used in the panel labels.
+
+    Returns:
+        (fig, axes): the raster panels, then the PSTH panel.
+    """
+    import matplotlib.pyplot as plt
+
+    x_sp = _np(spikes)
+    if x_sp.ndim != 3:
+        raise ValueError(f"spikes must have shape (T, R, N); got shape {x_sp.shape}")
+    T, R, N = x_sp.shape
+    x, xlabel = _time_axis(T, time, time_label)
+    if bin_width is None and time is not None and T > 1:
+        bin_width = float(np.median(np.diff(x)))
+    if neurons is None:
+        counts = x_sp.sum(axis=(0, 1))
+        neurons = sorted(np.argsort(-counts, kind="stable")[: min(max_neurons, N)].tolist())
+    neurons = [int(n) for n in neurons]
+    if any(not 0 <= n < N for n in neurons):
+        raise ValueError(f"neurons must lie in [0, {N}); got {neurons}")
+    ids = list(range(N)) if unit_ids is None else list(unit_ids)
+    if len(ids) != N:
+        raise ValueError(f"unit_ids must have one entry per neuron ({N}); got {len(ids)}")
+    rate_np = None
+    if rates is not None:
+        rate_np = _np(rates)
+        if rate_np.ndim != 2 or rate_np.shape[0] != T or rate_np.shape[1] < N:
+            raise ValueError(f"rates must have shape (T, >= N) = ({T}, >= {N}); got {rate_np.shape}")
+    scale = 1.0 / bin_width if bin_width else 1.0
+    ylabel = "Rate (Hz)" if bin_width else "P(spike) per bin"
+    n_rows = len(neurons) + 1
+    fig, axes = plt.subplots(
+        n_rows,
+        1,
+        figsize=(7.0, 1.4 * len(neurons) + 2.4),
+        sharex=True,
+        layout="constrained",
+        gridspec_kw={"height_ratios": [1.0] * len(neurons) + [1.6]},
+    )
+    axes = np.atleast_1d(axes)
+    width = bin_width if bin_width else (float(np.median(np.diff(x))) if T > 1 else 1.0)
+    edges = np.concatenate([x - width / 2, [x[-1] + width / 2]])
+    for a, n in zip(axes[:-1], neurons, strict=True):
+        # one black cell per (bin, trial) in which the neuron fired
+        a.pcolormesh(edges, np.arange(R + 1) - 0.5, x_sp[:, :, n].T, cmap="Greys", vmin=0, vmax=1, shading="flat")
+        a.set_ylim(-0.5, R - 0.5)
+        a.set_ylabel(f"{'unit' if unit_ids is not None else 'neuron'} {ids[n]}\ntrial", fontsize="small")
+    pa = axes[-1]
+    psth = x_sp.mean(axis=(1, 2)) * scale
+    pa.plot(
+        x,
+        psth,
+        color="black",
+        drawstyle="steps-mid" if T > 1 else "default",
+        marker="o" if T == 1 else None,
+        markersize=11,
+        fillstyle="none",
+        label="data (all neurons)",
+    )
+    if rate_np is not None:
+        model = rate_np[:, :N].mean(axis=1) * scale
+        pa.plot(x, model, color="tab:red", marker="o" if T == 1 else None, label="fit: mean $\\eta_i$")
+    pa.set_ylabel(ylabel)
+    pa.set_xlabel(xlabel)
+    pa.legend(fontsize="small")
+    pa.set_title("population PSTH", fontsize="medium")
+    pa.set_xlim(edges[0], edges[-1])
+    pa.set_ylim(bottom=0.0, top=max(pa.get_ylim()[1], 1e-12) * (1.3 if T == 1 else 1.0))
+    pa.ticklabel_format(axis="y", useOffset=False)
+    if T == 1:
+        pa.set_xticks([x[0]])
+    if time is not None and x.min() <= 0.0 <= x.max():
+        for a in axes:
+            a.axvline(0.0, color="tab:blue", linewidth=0.8, linestyle=":")
+    axes[0].set_title(
+        f"{len(neurons)} of {N} {'units' if unit_ids is not None else 'neurons'} (most spikes), {R} trials",
+        fontsize="medium",
+    )
+    return fig, axes

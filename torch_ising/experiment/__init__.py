@@ -8,13 +8,19 @@
 
 from .data import (
     ArrayData,
+    DataWarning,
     NWBData,
+    SpikeData,
     SpikeTimesData,
     SyntheticData,
     bin_spike_times,
+    bin_spikes,
     load_array,
     load_nwb,
     load_spike_times,
+    read_array,
+    read_nwb,
+    read_spike_times,
     to_binary,
 )
 from .outputs import load_checkpoint, load_results, save_checkpoint, save_results, write_sweep_table
@@ -32,6 +38,12 @@ from .schemas import (
 
 __all__ = [
     "ArrayData",
+    "DataWarning",
+    "SpikeData",
+    "bin_spikes",
+    "read_array",
+    "read_nwb",
+    "read_spike_times",
     "NWBData",
     "SpikeTimesData",
     "SyntheticData",

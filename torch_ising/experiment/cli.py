@@ -250,13 +250,16 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
     from ..basis import compute_D
     from ..comparison import aic, bic, count_hyperparameters
     from ..statespace import FitWarning, fit
+    from .data import DataWarning
     from .outputs import (
         check_figure_names,
+        fit_bin_times,
         format_summary,
         result_arrays,
         save_figures,
         save_results,
         write_json,
+        write_reliable_couplings,
         write_text,
     )
 
@@ -266,8 +269,22 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
     out_cfg = instantiate(cfg.output, _convert_="all")
     figure_names = check_figure_names(out_cfg.figures)
     source = instantiate(_data_config(cfg), _convert_="all")
-    spikes = source.load()
+    with warnings.catch_warnings(record=True) as data_caught:
+        warnings.simplefilter("always", DataWarning)
+        spikes = source.load()
+    data_notes = []
+    for w in data_caught:  # what the loader changed goes into the summary as well as onto stderr
+        if issubclass(w.category, DataWarning):
+            data_notes.append(str(w.message))
+            print(f"{_PROG}: data: {w.message}", file=sys.stderr, flush=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     T_raw, R, N = spikes.shape
+    raw_bin_times = getattr(source, "bin_times", None)
+    raw_bin_times = np.arange(T_raw, dtype=np.float64) if raw_bin_times is None else np.asarray(raw_bin_times)
+    time_unit = getattr(source, "time_unit", "bin") or "bin"
+    unit_ids = getattr(source, "unit_ids", None)
+    unit_ids = np.arange(N) if unit_ids is None else np.asarray(unit_ids)
     if model_cfg.order > N:
         raise ValueError(
             f"model.order={model_cfg.order} is larger than the number of neurons N={N} in the data; "
@@ -347,7 +364,19 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
         "overrides": list(overrides),
         "output_dir": str(output_dir),
         "warnings": fit_warnings,
+        "data_notes": data_notes,
+        "time_unit": time_unit,
+        "unit_ids": unit_ids.tolist(),
     }
+    bin_times = fit_bin_times(raw_bin_times, int(result.window), int(result.T))
+    bin_width = getattr(source, "bin_width", None) if time_unit == "s" else None
+    reliable_files: list[Any] = []
+    if model_cfg.order >= 2 and out_cfg.results:
+        reliable_files, rows = write_reliable_couplings(
+            output_dir, result, out_cfg.reliable_min_bins, unit_ids=unit_ids.tolist()
+        )
+        summary["reliable_couplings"] = len(rows)
+        summary["reliable_min_bins"] = out_cfg.reliable_min_bins
 
     written: dict[str, Any] = {}
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
@@ -358,10 +387,23 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
         theta_true = getattr(source, "theta", None)
         if theta_true is not None:
             arrays["theta_true"] = theta_true
+        arrays["bin_times"], arrays["raw_bin_times"] = bin_times, raw_bin_times
+        arrays["time_unit"], arrays["unit_ids"] = time_unit, unit_ids
         written["results"] = save_results(output_dir / out_cfg.results_file, arrays, config_yaml, summary)
     if out_cfg.config_file:
         written["config"] = write_text(output_dir / out_cfg.config_file, config_yaml)
-    ctx = {"result": result, "mll_list": mll_list, "spikes": spikes, "theta_true": getattr(source, "theta", None)}
+    ctx = {
+        "result": result,
+        "mll_list": mll_list,
+        "spikes": spikes,
+        "theta_true": getattr(source, "theta", None),
+        "bin_times": bin_times,
+        "raw_bin_times": raw_bin_times,
+        "time_unit": time_unit,
+        "bin_width": bin_width,
+        # sources without unit ids (synthetic, arrays) keep "neuron n" labels
+        "unit_ids": unit_ids if time_unit == "s" else None,
+    }
     figures = save_figures(figure_names, ctx, output_dir / "figures", dpi=out_cfg.dpi) if figure_names else []
     summary["results_file"] = str(written.get("results", ""))
     summary["figures"] = [str(p) for p in figures]
@@ -374,6 +416,8 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
         lines.append(f"  {'results':<14} {written['results']}")
     if figures:
         lines.append(f"  {'figures':<14} {output_dir / 'figures'} ({', '.join(p.name for p in figures)})")
+    if reliable_files:
+        lines.append(f"  {'couplings':<14} {reliable_files[1]}")
     print("\n".join(lines), flush=True)
     return summary
 

@@ -14,27 +14,45 @@ Sources and how their arrays map to (T, R, N):
 * :class:`NWBData` / :func:`load_nwb`: the same binning, with spike times from
   the NWB units table and event times from a column of its trials table.
 
-A bin may hold several spikes (counts). ``counts="refuse"`` raises a
-``ValueError`` for any value above 1; ``counts="binarise"`` maps every
-non-zero count to 1 (MODEL.md 1: a bin is 1 when the neuron fired in it).
-Values that are neither counts nor spikes (negative, fractional, NaN) are
-always refused. Arrays are read with ``allow_pickle=False``; nothing is ever
-unpickled.
+A bin may hold several spikes (counts). ``counts="refuse"`` (the default of
+every loader) raises a ``ValueError`` for any value above 1, saying how many
+bins hold several spikes; ``counts="binarise"`` maps every non-zero count to 1
+(MODEL.md 1: a bin is 1 when the neuron fired in it) and reports the spikes it
+dropped. Values that are neither counts nor spikes (negative, fractional, NaN)
+are always refused. Arrays are read with ``allow_pickle=False``; nothing is
+ever unpickled.
+
+Nothing is lost silently: the ``read_*`` functions and :func:`bin_spikes`
+return a :class:`SpikeData` record whose ``notes`` say what the loader changed
+or dropped (multi-spike bins binarised and the spikes dropped, spikes outside
+every trial window, spikes of units not selected, neurons that never fire),
+and each note is also issued as a :class:`DataWarning`. The record carries the
+bin times (``bin_times``: bin centres in seconds from the alignment event, or
+bin indices for binned arrays and synthetic data) and the unit ids. The same
+functions are the Python loader API ``torch_ising.io``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .schemas import COUNTS_MODES
 
 __all__ = [
+    "DataWarning",
+    "SpikeData",
     "to_binary",
+    "bin_spikes",
+    "read_array",
+    "read_spike_times",
+    "read_nwb",
     "arrange_axes",
     "load_array",
     "bin_spike_times",
@@ -46,6 +64,51 @@ __all__ = [
     "SpikeTimesData",
     "NWBData",
 ]
+
+
+class DataWarning(UserWarning):
+    """A loader changed or dropped data: multi-spike bins binarised, spikes outside the window, silent neurons."""
+
+
+class SpikeData(NamedTuple):
+    """Spikes as loaded, with their time axis, unit identities and what the loader changed.
+
+    Attributes:
+        spikes: binary spikes (T, R, N), uint8.
+        bin_times: (T,) the centre of each bin in seconds relative to the alignment event
+            (spike times), or the bin indices 0..T-1 (binned arrays, synthetic data).
+        unit_ids: (N,) the id of each neuron (neuron n is unit ``unit_ids[n]``); 0..N-1 when
+            the source has no ids.
+        time_unit: ``"s"`` when ``bin_times`` are seconds, ``"bin"`` when they are indices.
+        notes: one sentence per change the loader made (also issued as :class:`DataWarning`).
+    """
+
+    spikes: np.ndarray
+    bin_times: np.ndarray
+    unit_ids: np.ndarray
+    time_unit: str
+    notes: tuple[str, ...] = ()
+
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def _warn(notes: Sequence[str]) -> None:
+    """Issue each note as a DataWarning attributed to the first caller outside torch_ising."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    for note in notes:
+        warnings.warn(note, DataWarning, stacklevel=level)
+
+
+def _silent_note(spikes: np.ndarray, unit_ids: np.ndarray, what: str = "neuron") -> list[str]:
+    silent = np.flatnonzero(spikes.sum(axis=(0, 1)) == 0)
+    if silent.size == 0:
+        return []
+    ids = unit_ids[silent].tolist()
+    shown = ", ".join(str(u) for u in ids[:20]) + (", ..." if len(ids) > 20 else "")
+    return [f"{silent.size} of {spikes.shape[2]} {what}s never fire in the data ({what} ids {shown})"]
 
 
 def _check_path(path: Any, suffixes: tuple[str, ...], name: str = "data.path") -> Path:
@@ -60,25 +123,13 @@ def _check_path(path: Any, suffixes: tuple[str, ...], name: str = "data.path") -
     return p
 
 
-def to_binary(values: np.ndarray, counts: str = "refuse", name: str = "spikes") -> np.ndarray:
-    """Binary uint8 spikes from 0/1 values or spike counts.
-
-    Args:
-        values: array of spikes (0/1, bool) or non-negative integer counts.
-        counts: "refuse" raises on any value > 1; "binarise" maps x -> 1[x > 0].
-        name: the argument named in error messages.
-
-    Returns:
-        uint8 array of the same shape with values in {0, 1}.
-
-    Raises:
-        ValueError: on NaN, negative or fractional values, or counts with ``counts="refuse"``.
-    """
+def _binarise(values: np.ndarray, counts: str = "refuse", name: str = "spikes") -> tuple[np.ndarray, list[str]]:
+    """:func:`to_binary`, also returning the note that says what binarising dropped."""
     if counts not in COUNTS_MODES:
         raise ValueError(f"data.counts must be one of {', '.join(COUNTS_MODES)}; got {counts!r}")
     a = np.asarray(values)
     if a.dtype == np.bool_:
-        return a.astype(np.uint8)
+        return a.astype(np.uint8), []
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise ValueError(f"{name} must be a numeric array of spikes (0/1) or counts; got dtype {a.dtype}")
     if np.issubdtype(a.dtype, np.floating):
@@ -93,13 +144,36 @@ def to_binary(values: np.ndarray, counts: str = "refuse", name: str = "spikes") 
     if a.size and a.min() < 0:
         raise ValueError(f"{name} must hold 0/1 spikes or non-negative counts; found negative values (min {a.min()})")
     if a.size and a.max() > 1:
+        multi = int((a > 1).sum())
+        occupied = int((a > 0).sum())
+        dropped = int(a.sum(dtype=np.float64) - occupied)
         if counts == "refuse":
             raise ValueError(
-                f"{name} holds spike counts (values up to {a.max()}), not binary spikes; "
-                "set data.counts=binarise to map every count > 0 to 1"
+                f"{name} holds spike counts ({multi} of {occupied} occupied bins hold more than one spike, "
+                f"up to {a.max()}); set data.counts=binarise (counts='binarise' in Python) to map every count "
+                f"> 0 to 1, which drops {dropped} spikes, or use a smaller bin width"
             )
-        return (a > 0).astype(np.uint8)
-    return a.astype(np.uint8)
+        note = f"binarised: {multi} of {occupied} occupied bins held more than one spike; {dropped} spikes dropped"
+        return (a > 0).astype(np.uint8), [note]
+    return a.astype(np.uint8), []
+
+
+def to_binary(values: np.ndarray, counts: str = "refuse", name: str = "spikes") -> np.ndarray:
+    """Binary uint8 spikes from 0/1 values or spike counts.
+
+    Args:
+        values: array of spikes (0/1, bool) or non-negative integer counts.
+        counts: "refuse" raises on any value > 1; "binarise" maps x -> 1[x > 0].
+        name: the argument named in error messages.
+
+    Returns:
+        uint8 array of the same shape with values in {0, 1}.
+
+    Raises:
+        ValueError: on NaN, negative or fractional values, or counts with ``counts="refuse"``
+            (the message gives the number of multi-spike bins and the spikes binarising would drop).
+    """
+    return _binarise(values, counts, name)[0]
 
 
 def arrange_axes(a: np.ndarray, axes: str = "TRN", name: str = "spikes") -> np.ndarray:
@@ -136,12 +210,27 @@ def arrange_axes(a: np.ndarray, axes: str = "TRN", name: str = "spikes") -> np.n
     return np.transpose(a, [axes.index(letter) for letter in "TRN"])
 
 
-def load_array(
-    path: str | os.PathLike, key: str | None = None, axes: str = "TRN", counts: str = "refuse"
-) -> np.ndarray:
-    """Load binned spikes from .npy or .npz (``allow_pickle=False``).
+_MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
+
+
+def _check_magic(p: Path) -> None:
+    """Refuse a file that is not what its suffix says (e.g. a text file named x.npy) with a plain message."""
+    magic = _MAGIC[p.suffix.lower()]
+    with open(p, "rb") as fh:
+        head = fh.read(len(magic))
+    if head != magic:
+        kind = "a numpy .npy array" if p.suffix.lower() == ".npy" else "a numpy .npz archive (a zip file)"
+        raise ValueError(
+            f"data.path: {str(p)!r} is not {kind}: it does not start with the {p.suffix.lower()} signature "
+            "(a text or other file renamed?); save it with np.save / np.savez"
+        )
+
+
+def read_array(path: str | os.PathLike, key: str | None = None, axes: str = "TRN", counts: str = "refuse") -> SpikeData:
+    """Load binned spikes from .npy or .npz (``allow_pickle=False``), with bin indices and unit indices.
 
     Mapping: ``axes`` names the stored array's axes (see :func:`arrange_axes`).
+    Also ``torch_ising.io.load_array``.
 
     Args:
         path: the file.
@@ -150,9 +239,11 @@ def load_array(
         counts: "refuse" or "binarise" counts (see :func:`to_binary`).
 
     Returns:
-        spikes of shape (T, R, N), uint8.
+        a :class:`SpikeData`: spikes (T, R, N) uint8, ``bin_times`` the bin indices,
+        ``unit_ids`` 0..N-1, and notes on binarised counts and silent neurons.
     """
     p = _check_path(path, (".npy", ".npz"))
+    _check_magic(p)
     try:
         loaded = np.load(p, allow_pickle=False)
     except ValueError as exc:
@@ -181,24 +272,47 @@ def load_array(
     a = arrange_axes(a, axes, name)
     if a.size == 0:
         raise ValueError(f"{name} is empty: shape (T, R, N) = {a.shape}")
-    return np.ascontiguousarray(to_binary(a, counts, name))
+    spikes, notes = _binarise(a, counts, name)
+    spikes = np.ascontiguousarray(spikes)
+    T, _, N = spikes.shape
+    ids = np.arange(N)
+    notes += _silent_note(spikes, ids)
+    _warn(notes)
+    return SpikeData(spikes, np.arange(T, dtype=np.float64), ids, "bin", tuple(notes))
 
 
-def bin_spike_times(
+def load_array(
+    path: str | os.PathLike, key: str | None = None, axes: str = "TRN", counts: str = "refuse"
+) -> np.ndarray:
+    """Load binned spikes from .npy or .npz (``allow_pickle=False``): the spikes of :func:`read_array`.
+
+    Returns:
+        spikes of shape (T, R, N), uint8.
+    """
+    return read_array(path, key=key, axes=axes, counts=counts).spikes
+
+
+def bin_spikes(
     spike_times: np.ndarray,
     spike_units: np.ndarray,
     event_times: np.ndarray,
     bin_width: float,
     window: Sequence[float],
     units: Sequence[int] | None = None,
-    counts: str = "binarise",
-) -> np.ndarray:
+    counts: str = "refuse",
+) -> SpikeData:
     """Bin spike times around trial events (numpy only, no loop over spikes or trials).
 
     Bin t of trial r covers [e_r + start + t w, e_r + start + (t + 1) w), with
     w = ``bin_width`` and (start, stop) = ``window``; T = round((stop - start) / w).
     A spike at time s of unit n falls in bin t = floor((s - e_r - start) / w)
     of every trial r whose window contains it (windows may overlap).
+    Also ``torch_ising.io.bin_spike_times``.
+
+    Choosing the bin width: the model sees 0/1 per bin, so a bin should rarely
+    hold two spikes of one unit (``counts="refuse"`` says how many do); a few ms
+    (2-10 ms) is usual for synchrony, and T = (stop - start) / w sets the cost
+    of the fit (linear in T).
 
     Args:
         spike_times: spike times (seconds), shape (S,).
@@ -207,11 +321,28 @@ def bin_spike_times(
         bin_width: bin width w > 0 (seconds).
         window: (start, stop), seconds relative to each event, start < stop.
         units: unit ids to keep, in this order (neuron n = ``units[n]``); default: all ids, sorted.
-        counts: "binarise" (any spike -> 1) or "refuse" bins with several spikes.
+            An id that no spike carries is an error.
+        counts: "refuse" (default) bins with several spikes, or "binarise" them (any spike -> 1).
 
     Returns:
-        spikes of shape (T, R, N), uint8.
+        a :class:`SpikeData`: spikes (T, R, N) uint8, ``bin_times`` the bin centres
+        start + (t + 1/2) w in seconds from the event, ``unit_ids``, and notes on binarised
+        bins, spikes outside every window, spikes of units not selected and silent neurons.
     """
+    return _bin(spike_times, spike_units, event_times, bin_width, window, units, counts)
+
+
+def _bin(
+    spike_times: Any,
+    spike_units: Any,
+    event_times: Any,
+    bin_width: float,
+    window: Sequence[float],
+    units: Sequence[int] | None,
+    counts: str,
+    known: Any = None,
+) -> SpikeData:
+    """:func:`bin_spikes`; ``known`` lists the valid unit ids (default: the ids some spike carries)."""
     times = np.asarray(spike_times, dtype=np.float64).ravel()
     unit_of = np.asarray(spike_units).ravel()
     events = np.asarray(event_times, dtype=np.float64).ravel()
@@ -234,11 +365,17 @@ def bin_spike_times(
         raise ValueError(
             f"data.window length {stop - start} s is not a whole number of bins of data.bin_width={bin_width} s"
         )
-    ids = np.unique(unit_of) if units is None else np.asarray(list(units))
+    present = np.unique(unit_of) if known is None else np.unique(np.asarray(known))
+    ids = present if units is None else np.asarray(list(units))
     if ids.size == 0:
         raise ValueError("no units: the spike-unit array is empty and no data.units were given")
     if len(np.unique(ids)) != len(ids):
         raise ValueError(f"data.units must not repeat a unit; got {ids.tolist()}")
+    unknown = [u for u in ids.tolist() if u not in set(present.tolist())]
+    if unknown:
+        shown = ", ".join(str(u) for u in present.tolist()[:20]) + (", ..." if present.size > 20 else "")
+        where = "no spike carries them" if known is None else "they are not in the units table"
+        raise ValueError(f"data.units: unit id(s) {unknown} not found; {where} (ids present: {shown})")
     N, R = ids.size, events.size
     # Neuron index of every spike (-1: a unit not selected).
     order = np.argsort(ids, kind="stable")
@@ -246,6 +383,7 @@ def bin_spike_times(
     pos = np.clip(pos, 0, N - 1)
     neuron = np.where(ids[order][pos] == unit_of, order[pos], -1)
     keep = neuron >= 0
+    n_other = int((~keep).sum())
     times, neuron = times[keep], neuron[keep]
     sort = np.argsort(times, kind="stable")
     times, neuron = times[sort], neuron[sort]
@@ -260,7 +398,59 @@ def bin_spike_times(
     inside = (t_bin >= 0) & (t_bin < T)
     flat = (t_bin[inside] * R + trial[inside]) * N + neuron[spike][inside]
     binned = np.bincount(flat, minlength=T * R * N).reshape(T, R, N)
-    return to_binary(binned, counts, "binned spike counts")
+    spikes, notes = _binarise(binned, counts, f"data binned at bin_width={bin_width} s")
+    n_outside = int(times.size - np.unique(spike[inside]).size)
+    if n_outside:
+        notes.append(f"{n_outside} of {times.size} spikes of the selected units fall outside every trial window")
+    if n_other:
+        notes.append(f"{n_other} spikes of {present.size - np.isin(present, ids).sum()} units not selected ignored")
+    notes += _silent_note(spikes, ids, "unit")
+    _warn(notes)
+    bin_times = start + (np.arange(T) + 0.5) * bin_width
+    return SpikeData(spikes, bin_times, ids, "s", tuple(notes))
+
+
+def bin_spike_times(
+    spike_times: np.ndarray,
+    spike_units: np.ndarray,
+    event_times: np.ndarray,
+    bin_width: float,
+    window: Sequence[float],
+    units: Sequence[int] | None = None,
+    counts: str = "refuse",
+) -> np.ndarray:
+    """The spikes (T, R, N), uint8, of :func:`bin_spikes` (same arguments)."""
+    return bin_spikes(spike_times, spike_units, event_times, bin_width, window, units=units, counts=counts).spikes
+
+
+def read_spike_times(
+    path: str | os.PathLike,
+    bin_width: float,
+    window: Sequence[float],
+    times_key: str = "spike_times",
+    units_key: str = "spike_units",
+    events_key: str = "event_times",
+    units: Sequence[int] | None = None,
+    counts: str = "refuse",
+) -> SpikeData:
+    """Load spike times, spike units and event times from an .npz and bin them (:func:`bin_spikes`).
+
+    Also ``torch_ising.io.load_spike_times``.
+
+    Returns:
+        a :class:`SpikeData` with spikes of shape (T, R, N): (bins in the window, events, units).
+    """
+    p = _check_path(path, (".npz",))
+    _check_magic(p)
+    with np.load(p, allow_pickle=False) as z:
+        missing = [k for k in (times_key, units_key, events_key) if k not in z.files]
+        if missing:
+            raise ValueError(
+                f"data.path: {str(p)!r} has no array(s) {missing}; it holds {list(z.files)} "
+                "(set data.times_key / data.units_key / data.events_key)"
+            )
+        times, unit_of, events = z[times_key], z[units_key], z[events_key]
+    return bin_spikes(times, unit_of, events, bin_width, window, units=units, counts=counts)
 
 
 def load_spike_times(
@@ -271,41 +461,29 @@ def load_spike_times(
     units_key: str = "spike_units",
     events_key: str = "event_times",
     units: Sequence[int] | None = None,
-    counts: str = "binarise",
+    counts: str = "refuse",
 ) -> np.ndarray:
-    """Load spike times, spike units and event times from an .npz and bin them (:func:`bin_spike_times`).
-
-    Returns:
-        spikes of shape (T, R, N), uint8: (bins in the window, events, units).
-    """
-    p = _check_path(path, (".npz",))
-    with np.load(p, allow_pickle=False) as z:
-        missing = [k for k in (times_key, units_key, events_key) if k not in z.files]
-        if missing:
-            raise ValueError(
-                f"data.path: {str(p)!r} has no array(s) {missing}; it holds {list(z.files)} "
-                "(set data.times_key / data.units_key / data.events_key)"
-            )
-        times, unit_of, events = z[times_key], z[units_key], z[events_key]
-    return bin_spike_times(times, unit_of, events, bin_width, window, units=units, counts=counts)
+    """The spikes (T, R, N), uint8, of :func:`read_spike_times` (same arguments)."""
+    return read_spike_times(path, bin_width, window, times_key, units_key, events_key, units, counts).spikes
 
 
-def load_nwb(
+def read_nwb(
     path: str | os.PathLike,
     bin_width: float,
     window: Sequence[float],
     align_to: str = "start_time",
     units: Sequence[int] | None = None,
-    counts: str = "binarise",
-) -> np.ndarray:
+    counts: str = "refuse",
+) -> SpikeData:
     """Load an NWB file with pynwb and bin its units' spike times around its trials.
 
     Spike times come from the units table's ragged ``spike_times`` column
     (unit n = row n, identified by the table's ``id``), event times from the
-    trials-table column ``align_to``. Binning: :func:`bin_spike_times`.
+    trials-table column ``align_to``. Binning: :func:`bin_spikes`.
+    Also ``torch_ising.io.load_nwb``.
 
     Returns:
-        spikes of shape (T, R, N), uint8: (bins in the window, trials, units).
+        a :class:`SpikeData` with spikes of shape (T, R, N): (bins in the window, trials, units).
 
     Raises:
         ImportError: without pynwb (``pip install "torch_ising[nwb]"``).
@@ -334,21 +512,51 @@ def load_nwb(
     spike_units = np.repeat(unit_ids, per_unit)
     if units is None:
         units = unit_ids.tolist()
-    return bin_spike_times(flat, spike_units, events, bin_width, window, units=units, counts=counts)
+    return _bin(flat, spike_units, events, bin_width, window, units, counts, known=unit_ids)
+
+
+def load_nwb(
+    path: str | os.PathLike,
+    bin_width: float,
+    window: Sequence[float],
+    align_to: str = "start_time",
+    units: Sequence[int] | None = None,
+    counts: str = "refuse",
+) -> np.ndarray:
+    """The spikes (T, R, N), uint8, of :func:`read_nwb` (same arguments)."""
+    return read_nwb(path, bin_width, window, align_to, units=units, counts=counts).spikes
 
 
 class DataSource:
     """Base of the data sources built from ``configs/data/*.yaml`` (``hydra.utils.instantiate``).
 
+    Subclasses implement :meth:`read`; :meth:`load` calls it and keeps the record's
+    time axis, unit ids and notes as attributes.
+
     Attributes:
         layout: how the source's data map to (T, R, N).
+        bin_times: after :meth:`load`, (T,) bin centres in seconds from the event, or bin indices.
+        time_unit: ``"s"`` or ``"bin"`` (the unit of ``bin_times``).
+        unit_ids: after :meth:`load`, (N,) the id of each neuron.
+        notes: after :meth:`load`, what the loader changed or dropped (also issued as DataWarning).
     """
 
     layout: str = "(T, R, N)"
+    bin_times: np.ndarray | None = None
+    time_unit: str = "bin"
+    unit_ids: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
+
+    def read(self) -> SpikeData:
+        """The spikes (T, R, N) uint8 with their bin times, unit ids and notes."""
+        raise NotImplementedError
 
     def load(self) -> np.ndarray:
-        """Spikes of shape (T, R, N), uint8."""
-        raise NotImplementedError
+        """Spikes of shape (T, R, N), uint8 (see :meth:`read`)."""
+        data = self.read()
+        self.bin_times, self.time_unit, self.unit_ids = data.bin_times, data.time_unit, data.unit_ids
+        self.notes = tuple(data.notes)
+        return data.spikes
 
     def describe(self) -> str:
         """One line naming the source and its (T, R, N) mapping."""
@@ -389,13 +597,14 @@ class SyntheticData(DataSource):
         self.seed = seed
         self.theta: np.ndarray | None = None
 
-    def load(self) -> np.ndarray:
+    def read(self) -> SpikeData:
         from ..synthesis import generate_spikes, generate_thetas
 
         theta = generate_thetas(self.N, self.order, self.T, seed=self.seed, **self.gp)
         spikes = generate_spikes(theta, self.R, seed=self.seed + 1, N=self.N, order=self.order)
         self.theta = theta.cpu().numpy()
-        return np.ascontiguousarray(spikes.cpu().numpy().astype(np.uint8))
+        spikes_np = np.ascontiguousarray(spikes.cpu().numpy().astype(np.uint8))
+        return SpikeData(spikes_np, np.arange(self.T, dtype=np.float64), np.arange(self.N), "bin", ())
 
     def describe(self) -> str:
         return (
@@ -411,8 +620,8 @@ class ArrayData(DataSource):
     def __init__(self, path: str, key: str | None = None, axes: str = "TRN", counts: str = "refuse") -> None:
         self.path, self.key, self.axes, self.counts = path, key, axes, counts
 
-    def load(self) -> np.ndarray:
-        return load_array(self.path, key=self.key, axes=self.axes, counts=self.counts)
+    def read(self) -> SpikeData:
+        return read_array(self.path, key=self.key, axes=self.axes, counts=self.counts)
 
     def describe(self) -> str:
         return f"array: {self.path} (axes {self.axes} -> T, R, N; counts={self.counts})"
@@ -432,15 +641,15 @@ class SpikeTimesData(DataSource):
         units_key: str = "spike_units",
         events_key: str = "event_times",
         units: Sequence[int] | None = None,
-        counts: str = "binarise",
+        counts: str = "refuse",
     ) -> None:
         self.path, self.bin_width, self.window = path, bin_width, list(window)
         self.keys = {"times_key": times_key, "units_key": units_key, "events_key": events_key}
         self.units = None if units is None else list(units)
         self.counts = counts
 
-    def load(self) -> np.ndarray:
-        return load_spike_times(
+    def read(self) -> SpikeData:
+        return read_spike_times(
             self.path, self.bin_width, self.window, units=self.units, counts=self.counts, **self.keys
         )
 
@@ -462,14 +671,14 @@ class NWBData(DataSource):
         window: Sequence[float] = (0.0, 0.5),
         align_to: str = "start_time",
         units: Sequence[int] | None = None,
-        counts: str = "binarise",
+        counts: str = "refuse",
     ) -> None:
         self.path, self.bin_width, self.window, self.align_to = path, bin_width, list(window), align_to
         self.units = None if units is None else list(units)
         self.counts = counts
 
-    def load(self) -> np.ndarray:
-        return load_nwb(self.path, self.bin_width, self.window, self.align_to, units=self.units, counts=self.counts)
+    def read(self) -> SpikeData:
+        return read_nwb(self.path, self.bin_width, self.window, self.align_to, units=self.units, counts=self.counts)
 
     def describe(self) -> str:
         return (

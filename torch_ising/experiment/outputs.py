@@ -43,6 +43,8 @@ __all__ = [
     "save_figures",
     "collect_summaries",
     "write_sweep_table",
+    "fit_bin_times",
+    "write_reliable_couplings",
 ]
 
 
@@ -213,6 +215,14 @@ def format_summary(summary: Mapping[str, Any], title: str = "torch-ising summary
         lines.append(f"  {label:<14} {v}")
     if summary.get("resumed_from"):
         lines.append(f"  {'resumed from':<14} iteration {summary['resumed_from']}")
+    if summary.get("reliable_couplings") is not None:
+        n_pairs = int(summary.get("N", 0)) * (int(summary.get("N", 0)) - 1) // 2
+        lines.append(
+            f"  {'couplings':<14} {summary['reliable_couplings']} of {n_pairs} with a 90% band excluding 0 "
+            f"in >= {summary.get('reliable_min_bins', 1)} bins"
+        )
+    for message in summary.get("data_notes") or ():
+        lines.append(f"  {'data note':<14} {message}")
     for message in summary.get("warnings") or ():
         lines.append(f"  {'warning':<14} {message}")
     return "\n".join(lines)
@@ -267,27 +277,89 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray | Non
 
 #: Largest N for figures that need exact moments over 2^N patterns.
 EXACT_FIGURE_MAX_N = 16
-#: Most parameters drawn per order in the theta / eta figures.
+#: Largest N for the sampled credible bands of the thermodynamics figure (their cost grows as 2^N).
+THERMO_BANDS_MAX_N = 12
+#: Most parameters drawn per order in the theta / eta figures (the top ones by max |value|).
 MAX_TRACES = 8
 
 
+def fit_bin_times(raw_bin_times: Any, window: int, T: int) -> np.ndarray:
+    """Times of the fitted bins: the mean of the raw bin times (bin centres) each re-binned bin covers.
+
+    Args:
+        raw_bin_times: (T_raw,) the data's bin times.
+        window: the re-binning width w (``model.window``).
+        T: the number of fitted bins, floor(T_raw / w).
+
+    Returns:
+        (T,) bin times of the fit.
+    """
+    raw = np.asarray(raw_bin_times, dtype=np.float64).reshape(-1)
+    return raw[: T * window].reshape(T, window).mean(axis=1)
+
+
+def _time(ctx: Mapping[str, Any], raw: bool = False) -> tuple[Any, str | None]:
+    """(time, time_label) of the fitted (or raw) bins: seconds from the event, or None for bin indices."""
+    times = ctx.get("raw_bin_times" if raw else "bin_times")
+    if times is None or ctx.get("time_unit", "bin") != "s":
+        return None, None
+    return times, "Time from event (s)"
+
+
+def _labels(r: Any, ctx: Mapping[str, Any], symbol: str) -> list[str]:
+    from ..plotting import parameter_labels
+
+    return parameter_labels(r.N, r.order, symbol, unit_ids=ctx.get("unit_ids"))
+
+
 def _trajectory_figure(values: Any, ctx: Mapping[str, Any], symbol: str, title: str, truth: Any = None) -> Any:
-    """Two panels (first-order, higher-order parameters), at most MAX_TRACES traces each."""
+    """Two panels (first-order, higher-order parameters), the top MAX_TRACES of each by max |value|."""
     import matplotlib.pyplot as plt
 
-    from ..plotting import plot_trajectories
+    from ..plotting import plot_trajectories, top_indices
 
     r = ctx["result"]
-    groups = [list(range(min(r.N, MAX_TRACES)))]
+    point = values.map if hasattr(values, "map") else values
+    groups = [("first-order", list(range(r.N)))]
     if r.D > r.N:
-        groups.append(list(range(r.N, min(r.D, r.N + MAX_TRACES))))
-    fig, axes = plt.subplots(len(groups), 1, figsize=(8.0, 3.2 * len(groups)), sharex=True, squeeze=False)
-    for ax, indices in zip(axes[:, 0], groups, strict=True):
-        plot_trajectories(values, truth=truth, indices=indices, N=r.N, order=r.order, symbol=symbol, ax=ax)
-        ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
-    axes[0, 0].set_title(title)
+        groups.append(("interaction", list(range(r.N, r.D))))
+    labels = _labels(r, ctx, symbol)
+    time, time_label = _time(ctx)
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8.0, 3.2 * len(groups)), sharex=r.T > 1, squeeze=False)
+    for ax, (kind, group) in zip(axes[:, 0], groups, strict=True):
+        indices = top_indices(point, MAX_TRACES, group)
+        plot_trajectories(
+            values,
+            truth=truth,
+            indices=indices,
+            labels=[labels[i] for i in indices],
+            symbol=symbol,
+            time=time,
+            time_label=time_label,
+            ax=ax,
+        )
+        rule = (
+            f"all {len(group)}"
+            if len(indices) == len(group)
+            else f"top {len(indices)} of {len(group)} by max |{symbol}|"
+        )
+        ax.set_title(f"{kind} parameters: {rule}", fontsize="medium")
+        if ax.get_legend() is not None:
+            ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if r.T > 1:
+        for ax in axes[:-1, 0]:
+            ax.set_xlabel("")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _theta_truth(ctx: Mapping[str, Any]) -> Any:
+    r = ctx["result"]
+    truth = ctx.get("theta_true")
+    if truth is not None and tuple(np.shape(truth)) != tuple(r.theta_s.shape):
+        truth = None
+    return truth
 
 
 def _fig_theta(ctx: Mapping[str, Any]) -> Any:
@@ -295,15 +367,28 @@ def _fig_theta(ctx: Mapping[str, Any]) -> Any:
 
     r = ctx["result"]
     band = gaussian_intervals(r.theta_s, r.sigma_s, level=0.9)
-    truth = ctx.get("theta_true")
-    if truth is not None and tuple(np.shape(truth)) != tuple(r.theta_s.shape):
-        truth = None
-    title = "smoothed theta, 90% credible bands" + (" (dashed: truth)" if truth is not None else "")
+    truth = _theta_truth(ctx)
+    marks = "crosses" if r.T == 1 else "dashed"
+    title = "smoothed theta, 90% credible bands" + (f" ({marks}: truth)" if truth is not None else "")
     return _trajectory_figure(band, ctx, "theta", title, truth)
 
 
 def _fig_eta(ctx: Mapping[str, Any]) -> Any:
     return _trajectory_figure(ctx["result"].eta_s, ctx, "eta", "smoothed eta: firing and joint firing probabilities")
+
+
+def _fig_couplings(ctx: Mapping[str, Any]) -> Any:
+    from ..intervals import gaussian_intervals
+    from ..plotting import plot_couplings
+
+    r = ctx["result"]
+    if r.order < 2:
+        return None
+    band = gaussian_intervals(r.theta_s, r.sigma_s, level=0.9)
+    time, _ = _time(ctx)
+    fig, _ = plot_couplings(band, r.N, r.order, time=time, unit_ids=ctx.get("unit_ids"))
+    fig.suptitle("couplings $\\theta_{ij}$; dots: 90% credible band excludes 0", fontsize="medium")
+    return fig
 
 
 def _fig_mll(ctx: Mapping[str, Any]) -> Any:
@@ -313,6 +398,9 @@ def _fig_mll(ctx: Mapping[str, Any]) -> Any:
     return fig
 
 
+_THERMO_QUANTITIES = ["S1", "S2", "S_ratio", "heat_capacity", "p_silence"]
+
+
 def _fig_thermodynamics(ctx: Mapping[str, Any]) -> Any:
     from ..plotting import plot_thermodynamics
     from ..thermodynamics import thermodynamics
@@ -320,17 +408,38 @@ def _fig_thermodynamics(ctx: Mapping[str, Any]) -> Any:
     r = ctx["result"]
     if r.N > EXACT_FIGURE_MAX_N:
         return None
-    fig, _ = plot_thermodynamics(thermodynamics(r.theta_s, r.N, r.order))
+    if r.N <= THERMO_BANDS_MAX_N:
+        record = r.credible_intervals(level=0.9, n_samples=200, seed=0, quantities=_THERMO_QUANTITIES)
+    else:
+        record = thermodynamics(r.theta_s, r.N, r.order)
+    truth = _theta_truth(ctx)
+    truth_record = None if truth is None else thermodynamics(np.asarray(truth), r.N, r.order)
+    time, time_label = _time(ctx)
+    fig, _ = plot_thermodynamics(record, truth=truth_record, time=time, time_label=time_label)
+    bands = "90% credible bands (200 samples)" if r.N <= THERMO_BANDS_MAX_N else f"no bands (N > {THERMO_BANDS_MAX_N})"
+    marks = "crosses" if r.T == 1 else "dashed"
+    fig.suptitle(f"thermodynamics of the fit: {bands}" + (f"; {marks}: truth" if truth is not None else ""))
     return fig
 
 
 def _fig_raster(ctx: Mapping[str, Any]) -> Any:
-    from ..plotting import plot_raster
+    from ..plotting import plot_raster_psth
 
     spikes = ctx.get("spikes")
     if spikes is None:
         return None
-    fig, _ = plot_raster(spikes, t=0)
+    r = ctx["result"]
+    time, time_label = _time(ctx, raw=True)
+    rates = r.eta_s if getattr(r, "window", 1) == 1 and r.T == np.shape(spikes)[0] else None
+    unit_ids = ctx.get("unit_ids")
+    fig, _ = plot_raster_psth(
+        spikes,
+        rates=rates,
+        time=time,
+        time_label=time_label,
+        bin_width=ctx.get("bin_width"),
+        unit_ids=None if unit_ids is None else list(unit_ids),
+    )
     return fig
 
 
@@ -338,6 +447,7 @@ def _fig_raster(ctx: Mapping[str, Any]) -> Any:
 FIGURES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "theta": _fig_theta,
     "eta": _fig_eta,
+    "couplings": _fig_couplings,
     "mll": _fig_mll,
     "thermodynamics": _fig_thermodynamics,
     "raster": _fig_raster,
@@ -363,7 +473,10 @@ def save_figures(
     Args:
         names: figure names, or ["all"].
         ctx: the run's context: ``result`` (StateSpaceResult), ``mll_list``,
-            optionally ``spikes`` (T, R, N) and ``theta_true`` (T, D).
+            optionally ``spikes`` (T_raw, R, N), ``theta_true`` (T, D), ``bin_times`` (T,)
+            and ``raw_bin_times`` (T_raw,) with ``time_unit`` ("s": seconds from the event,
+            used on the time axes; "bin": bin indices), ``bin_width`` (seconds) and
+            ``unit_ids`` (N,) (the neurons' labels).
         directory: where to write the PNG files.
         dpi: resolution.
 
@@ -376,6 +489,50 @@ def save_figures(
         if fig is not None:
             written.append(save_figure(fig, Path(directory) / f"{name}.png", dpi=dpi))
     return written
+
+
+_RELIABLE_COLUMNS = ("i", "j", "unit_i", "unit_j", "column", "n_bins", "first_bin", "sign", "peak")
+
+
+def write_reliable_couplings(
+    directory: str | os.PathLike, result: Any, min_bins: int = 1, unit_ids: Any = None, level: float = 0.9
+) -> tuple[list[Path], list[dict[str, Any]]]:
+    """Write ``reliable_couplings.csv`` and ``.txt``: the pairs whose credible band excludes 0 in >= min_bins bins.
+
+    Args:
+        directory: the run directory.
+        result: the fit (a :class:`~torch_ising.StateSpaceResult` of order >= 2).
+        min_bins: least number of bins whose band (closed-form Gaussian, ``level``) excludes 0.
+        unit_ids: the unit id of each neuron (default 0..N-1).
+        level: credible level of the bands.
+
+    Returns:
+        (the files written, the rows of :func:`torch_ising.intervals.reliable_couplings`).
+    """
+    from ..intervals import gaussian_intervals, reliable_couplings
+
+    band = gaussian_intervals(result.theta_s, result.sigma_s, level=level)
+    rows = reliable_couplings(band, result.N, result.order, min_bins=min_bins, unit_ids=unit_ids)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(_RELIABLE_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    directory = Path(directory)
+    n_pairs = result.N * (result.N - 1) // 2
+    lines = [
+        f"{len(rows)} of {n_pairs} couplings theta_ij whose {level:.0%} credible band excludes 0 "
+        f"in >= {min_bins} of {result.T} bins (most bins first)",
+        f"{'unit_i':>8} {'unit_j':>8} {'bins':>6} {'first':>6} {'sign':>4} {'peak':>10}",
+    ]
+    lines += [
+        f"{r['unit_i']!s:>8} {r['unit_j']!s:>8} {r['n_bins']:>6} {r['first_bin']:>6} {r['sign']:>4} {r['peak']:>10.4f}"
+        for r in rows
+    ]
+    written = [
+        write_text(directory / "reliable_couplings.csv", buf.getvalue()),
+        write_text(directory / "reliable_couplings.txt", "\n".join(lines) + "\n"),
+    ]
+    return written, rows
 
 
 # --------------------------------------------------------------------------------------------- sweeps
@@ -418,7 +575,8 @@ def write_sweep_table(sweep_dir: str | os.PathLike, dpi: int = 100) -> list[Path
     """Tabulate mll, AIC and BIC of every run of a sweep: ``comparison.csv`` and ``comparison.txt``.
 
     When the runs differ only in their order (one data set), ``comparison_aic.png``
-    shows AIC by order with the best one highlighted.
+    shows Delta AIC and Delta BIC by order (the difference to the lowest, so bars start
+    at 0 and the axis has no offset), the best order highlighted.
 
     Returns:
         the files written (none when the sweep has no finished run).
@@ -459,9 +617,13 @@ def write_sweep_table(sweep_dir: str | os.PathLike, dpi: int = 100) -> list[Path
     orders = [r["order"] for r in finite]
     same_data = len({(r["N"], r["T"], r["R"]) for r in finite}) == 1
     if len(finite) >= 2 and same_data and len(set(orders)) == len(orders):
+        import matplotlib.pyplot as plt
+
         from ..plotting import plot_aic
 
         by_order = sorted(finite, key=lambda r: r["order"])
-        fig, _ = plot_aic([r["order"] for r in by_order], [r["aic"] for r in by_order])
+        fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.0), layout="constrained")
+        for ax, name in zip(axes, ("aic", "bic"), strict=True):
+            plot_aic([r["order"] for r in by_order], [r[name] for r in by_order], criterion=name, delta=True, ax=ax)
         written.append(save_figure(fig, sweep_dir / "comparison_aic.png", dpi=dpi))
     return written

@@ -161,7 +161,8 @@ class SpikeTimesDataConfig:
         units_key: name of the spike-unit array.
         events_key: name of the event-time array.
         units: unit ids to keep, in this order (default: all, sorted).
-        counts: "binarise" (any spike in a bin -> 1) or "refuse" bins with two or more spikes.
+        counts: "refuse" (default) bins with two or more spikes (the error gives their number), or
+            "binarise" them (any spike in a bin -> 1; the summary states the spikes dropped).
     """
 
     _target_: str = "torch_ising.experiment.data.SpikeTimesData"
@@ -172,7 +173,7 @@ class SpikeTimesDataConfig:
     units_key: str = "spike_units"
     events_key: str = "event_times"
     units: list[int] | None = None
-    counts: str = "binarise"
+    counts: str = "refuse"
 
     def __post_init__(self) -> None:
         _positive(self.bin_width, "data.bin_width")
@@ -196,7 +197,7 @@ class NWBDataConfig:
         window: [start, stop] in seconds relative to each trial's ``align_to`` time.
         align_to: trials-table column holding the event time of each trial.
         units: unit ids (the units table's ``id`` column) to keep, in this order (default: all).
-        counts: "binarise" or "refuse".
+        counts: "refuse" (default) or "binarise" (as for spike times).
     """
 
     _target_: str = "torch_ising.experiment.data.NWBData"
@@ -205,7 +206,7 @@ class NWBDataConfig:
     window: list[float] = field(default_factory=lambda: [0.0, 0.5])
     align_to: str = "start_time"
     units: list[int] | None = None
-    counts: str = "binarise"
+    counts: str = "refuse"
 
     def __post_init__(self) -> None:
         _positive(self.bin_width, "data.bin_width")
@@ -323,6 +324,8 @@ class OutputConfig:
         summary: write ``summary.txt`` and ``summary.json`` (the summary is always printed).
         figures: names of the figures to draw as PNG; ["all"] draws every available one, [] none.
         dpi: resolution of the PNG figures.
+        reliable_min_bins: a coupling theta_ij is listed in ``reliable_couplings.csv`` when its 90%
+            credible band excludes 0 in at least this many bins.
     """
 
     _target_: str = "torch_ising.experiment.schemas.OutputConfig"
@@ -332,9 +335,11 @@ class OutputConfig:
     summary: bool = True
     figures: list[str] = field(default_factory=lambda: ["all"])
     dpi: int = 100
+    reliable_min_bins: int = 1
 
     def __post_init__(self) -> None:
         _positive(self.dpi, "output.dpi", integer=True)
+        _positive(self.reliable_min_bins, "output.reliable_min_bins", integer=True)
 
 
 @dataclass

@@ -240,7 +240,7 @@ def fit(
     mstep: bool = True,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float64,
-    progress: bool = True,
+    progress: bool | None = None,
     method: str = "exact",
     eta_method: str | None = None,
     newton_tol: float = 1e-8,
@@ -282,7 +282,8 @@ def fit(
         device: "cpu", "cuda", "auto" or None (the device of ``spikes``).
         dtype: torch.float64 (float32 is refused with an explanation: it
             moves theta_s by 1.4e-2 on a 4-neuron test case).
-        progress: show a progress bar on stderr.
+        progress: show a progress bar on stderr; None (default): only when stderr is an
+            interactive terminal (``sys.stderr.isatty()``), so logs and notebooks get no ``\r`` lines.
         method: observation model, "exact" (default) or a registered
             approximation such as "pseudo".
         eta_method: approximation of eta/psi for approximate methods.
@@ -412,7 +413,9 @@ def fit(
         N=N,
         estep=estep,
     )
-    bar = _Progress(progress, opts.max_iter)
+    if progress is None:
+        progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    bar = _Progress(bool(progress), opts.max_iter)
     out = None
     try:
         with threads_for(B * 2 ** min(N, 62) if method == "exact" else B * T * R * N, D, dev):

@@ -156,17 +156,19 @@ class StateSpaceResult:
 
         return count_hyperparameters(self)
 
-    def aic(self) -> torch.Tensor:
-        """AIC = -2 mll + 2 k."""
+    def aic(self) -> float | torch.Tensor:
+        """AIC = -2 mll + 2 k: a float, or a (B,) tensor for a batched result."""
         from ..comparison import aic
 
-        return aic(self.mll, self.n_hyperparameters)
+        value = aic(self.mll, self.n_hyperparameters)
+        return value if self.batched else float(value)
 
-    def bic(self) -> torch.Tensor:
-        """BIC = -2 mll + k log(T R)."""
+    def bic(self) -> float | torch.Tensor:
+        """BIC = -2 mll + k log(T R): a float, or a (B,) tensor for a batched result."""
         from ..comparison import bic
 
-        return bic(self.mll, self.n_hyperparameters, self.T * self.R)
+        value = bic(self.mll, self.n_hyperparameters, self.T * self.R)
+        return value if self.batched else float(value)
 
     # ------------------------------------------------------------------ io
     def to_numpy(self) -> dict[str, Any]:

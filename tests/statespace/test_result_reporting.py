@@ -1,0 +1,53 @@
+"""What a fit reports: the progress bar only on a terminal, AIC/BIC as floats, the iteration count."""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+
+import pytest
+import torch
+
+import torch_ising as ti
+
+
+@pytest.fixture(scope="module")
+def spikes() -> torch.Tensor:
+    return ti.generate_spikes(ti.generate_thetas(3, 2, 8, seed=1), 30, seed=2, N=3, order=2)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_by_default_only_on_an_interactive_terminal(spikes, monkeypatch):
+    log = io.StringIO()  # a log file or a notebook's stream: not a terminal
+    monkeypatch.setattr(sys, "stderr", log)
+    ti.fit(spikes, 2, max_iter=50)
+    assert log.getvalue() == ""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    ti.fit(spikes, 2, max_iter=50)
+    assert terminal.getvalue().startswith("\rEM [") and terminal.getvalue().endswith("\n")
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    ti.fit(spikes, 2, max_iter=50, progress=False)
+    assert quiet.getvalue() == ""
+
+
+def test_aic_and_bic_are_floats_for_one_data_set(spikes):
+    result = ti.fit(spikes, 2, max_iter=50, progress=False)
+    k = result.D + 1  # mu (D) and the scalar q
+    assert isinstance(result.aic(), float) and isinstance(result.bic(), float)
+    assert result.aic() == pytest.approx(-2 * result.mll + 2 * k, rel=1e-12)
+    assert result.bic() == pytest.approx(-2 * result.mll + k * math.log(result.T * result.R), rel=1e-12)
+    batch = ti.fit(torch.stack([spikes, spikes]), 2, max_iter=50, progress=False)
+    assert isinstance(batch.aic(), torch.Tensor) and batch.aic().shape == (2,)
+
+
+def test_max_iter_counts_em_iterations(spikes):
+    with pytest.warns(ti.FitWarning, match="max_iter=5"):
+        result = ti.fit(spikes, 2, max_iter=5, tol=1e-14, progress=False)
+    assert result.iterations == 5 and len(result.mll_list) == result.iterations + 1
