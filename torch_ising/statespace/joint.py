@@ -294,7 +294,10 @@ def prior_precision(params: StateSpaceParams, T: int, u: torch.Tensor | None = N
 
 
 def _prior_offset(prior: _Prior, params: StateSpaceParams) -> torch.Tensor:
-    """1/2 (mu^T Sigma^{-1} mu + sum_t (U u_t)^T Q^{-1} U u_t): log p(theta) = -1/2 theta^T J theta + h^T theta - this + const."""
+    """c = 1/2 (mu^T Sigma^{-1} mu + sum_t (U u_t)^T Q^{-1} U u_t).
+
+    log p(theta) = -1/2 theta^T J theta + h^T theta - c + const.
+    """
     val = 0.5 * (params.mu * _mv(prior.Sigma_inv, params.mu)).sum(-1)
     if prior.drift is not None:
         val = val + 0.5 * ((prior.drift @ prior.Q_inv) * prior.drift).sum((-1, -2))

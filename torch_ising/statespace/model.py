@@ -318,7 +318,8 @@ def fit(
             ``stop="converged"`` and ``"em"`` with ``method="exact"`` and a fixed F; its
             theta_f and sigma_f are the filtered marginals of the Gaussian expansion at
             the mode. None (default): "filter" (the parity figures and the existing
-            tests are stated for it; switching the default is pending). On generated data (N = 5, T = 100, R = 200 and R = 20, 20 seeds) the
+            tests are stated for it; switching the default is pending). On generated
+            data (N = 5, T = 100, R = 200 and R = 20, 20 seeds) the
             joint E-step's MISE, KL and coverage are within 1.2% of the filter's
             (slightly better; ``benchmarks/accuracy_estep.py``).
 

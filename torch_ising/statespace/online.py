@@ -4,7 +4,8 @@ Each :meth:`OnlineFilter.step` takes the spikes of the newest bin and returns it
 mean and covariance (MODEL.md 3.1):
 
     theta_{t|t-1} = F theta_{t-1|t-1} + U u_t,   W_{t|t-1} = F W_{t-1|t-1} F^T + Q   (theta_{1|0} = mu, W_{1|0} = Sigma)
-    theta_{t|t} = argmax R [ y_t . theta - psi(theta) ] - 1/2 (theta - theta_{t|t-1})^T W_{t|t-1}^{-1} (theta - theta_{t|t-1})
+    theta_{t|t} = argmax R [ y_t . theta - psi(theta) ]
+                  - 1/2 (theta - theta_{t|t-1})^T W_{t|t-1}^{-1} (theta - theta_{t|t-1})
     W_{t|t} = ( R G(theta_{t|t}) + W_{t|t-1}^{-1} )^{-1}
 
 by the same damped Newton search as :func:`~torch_ising.statespace.laplace_filter`, so a
@@ -53,7 +54,9 @@ class OnlineFilter:
             if t.ndim == ndim:
                 t = t[None]
             if t.ndim != ndim + 1 or t.shape[0] != 1 or t.shape[1] != D:
-                raise ValueError(f"params.{name} must have D = {D} rows (unbatched or a batch of 1); got {tuple(t.shape)}")
+                raise ValueError(
+                    f"params.{name} must have D = {D} rows (unbatched or a batch of 1); got {tuple(t.shape)}"
+                )
             return t
 
         mu, Sigma, Q, F, U = params
