@@ -82,7 +82,7 @@ def test_window_rebinning_equals_manual(small):
 
 
 def test_stationary_mode_is_map_of_pooled_data(small):
-    r = fit(small, 2, stationary=True, mstep=False, progress=False, newton_tol=1e-12)
+    r = fit(small, 2, stationary=True, mstep=False, sigma_o=0.1, progress=False, newton_tol=1e-12)
     assert r.T == 1 and r.R == 12 * 30
     y = sufficient_stats(small, 2).mean(0)
     eta = moments.expectation(r.theta_s[0], 3, 2)

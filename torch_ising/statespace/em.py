@@ -71,6 +71,8 @@ class EMOptions(NamedTuple):
     N: int = 1
     depth: int = 5
     estep: str = "filter"
+    #: (B, D) bool: entries of mu the M-step keeps fixed (statistics with no finite estimate), or None
+    mu_fixed: torch.Tensor | None = None
 
 
 class EMOutcome(NamedTuple):
@@ -294,7 +296,16 @@ def run_em(
     diagonal = obs.diagonal
 
     def M(es: EStep, p: StateSpaceParams) -> StateSpaceParams:
-        return m_step(es.smooth, p, q_form=opts.q_form, N=opts.N, learn_F=opts.learn_F, u=u, learn_Q=opts.learn_Q)
+        return m_step(
+            es.smooth,
+            p,
+            q_form=opts.q_form,
+            N=opts.N,
+            learn_F=opts.learn_F,
+            u=u,
+            learn_Q=opts.learn_Q,
+            mu_fixed=opts.mu_fixed,
+        )
 
     n_e = 0
 
@@ -528,6 +539,8 @@ def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOpt
         with torch.enable_grad():
             val = mll_with_grad(obs, coords.from_vec(xg), filt.theta_f, u=u)
             (grad,) = torch.autograd.grad(val.sum(), xg)
+        if opts.mu_fixed is not None:  # a fixed entry of mu (the first D coordinates) does not move
+            grad[:, : coords.D] = grad[:, : coords.D].masked_fill(opts.mu_fixed, 0.0)
         cache["theta"] = filt.theta_f
         return val.detach(), grad
 

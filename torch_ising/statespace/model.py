@@ -21,7 +21,7 @@ from torch import nn
 from .._threads import threads_for
 from .._validation import as_tensor, check_N_order, check_positive_int, check_spikes, n_params
 from .._warnings import user_stacklevel
-from ..basis import rebin, sufficient_stats
+from ..basis import rebin, subsets, sufficient_stats
 from ..moments import ExactMemoryError, check_memory
 from .em import STOP_RULES, EMOptions, check_estep, run_em
 from .filter import check_map_method
@@ -34,7 +34,13 @@ __all__ = ["fit", "StateSpaceIsing", "FitWarning", "OBSERVATION_MODELS", "resolv
 
 
 class FitWarning(UserWarning):
-    """A fit ended where its estimates need care: not converged, or an explosive learned F."""
+    """A fit's estimates need care: not converged, an explosive learned F, or a statistic with no finite estimate."""
+
+
+#: prior covariance sigma_o of a stationary fit when none is given (the prior is fixed: mu is not learned)
+STATIONARY_SIGMA_O = 1.0
+#: prior covariance sigma_o of a time-varying fit when none is given
+SIGMA_O = 0.1
 
 
 def _exact_observation(y: torch.Tensor, R: int, N: int, order: int, spikes: torch.Tensor, **_: Any) -> ObservationModel:
@@ -232,12 +238,12 @@ def fit(
     state_ar: Any = None,
     u: Any = None,
     theta_o: Any = 0.0,
-    sigma_o: Any = 0.1,
+    sigma_o: Any = None,
     max_iter: int | None = None,
     tol: float = 1e-5,
     stop: str = "converged",
     stationary: bool = False,
-    mstep: bool = True,
+    mstep: bool | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float64,
     progress: bool | None = None,
@@ -264,8 +270,11 @@ def fit(
             (first-order and higher-order blocks). None/0 only with T = 1.
         state_ar: None (F = I, fixed) or an initial F (scalar or (D, D)), then learned.
         u: exogenous input (T, n_u) (or (B, T, n_u)); U is learned.
-        theta_o: prior mean of theta_1 (scalar or (D,)); learned as mu.
-        sigma_o: prior covariance of theta_1 (scalar, (D,) or (D, D)); fixed.
+        theta_o: prior mean of theta_1 (scalar or (D,)); the start of mu,
+            learned unless ``mstep=False`` (the default with ``stationary=True``).
+        sigma_o: prior covariance Sigma of theta_1 (scalar s: Sigma = s I,
+            (D,) or (D, D)); fixed. None (default): 0.1, or
+            :data:`STATIONARY_SIGMA_O` = 1 with ``stationary=True``.
         max_iter: most EM iterations (default 1000; 100 with ``stop="ssll"``).
         tol: fixed-point tolerance (largest change of one EM step in
             log-variance / mean coordinates). With a full Q the fixed point is
@@ -277,8 +286,21 @@ def fit(
             fixed point; slow, a reference), "mll" (maximise l directly by BFGS
             with an autograd gradient through the filter) or "ssll" (the
             published stopping rule, MODEL.md 3.5, which stops early).
-        stationary: pool all bins into one (T = 1) and fit a MAP estimate.
-        mstep: False keeps the hyperparameters fixed (E-step only).
+        stationary: pool all bins into one (T = 1) and fit a MAP estimate
+            (MODEL.md 3.6). Its defaults are a fixed prior
+            theta ~ N(theta_o = 0, sigma_o = 1 I): mu is not learned
+            (``mstep=False``), because with one bin the EM fixed point of a
+            learned mu is mu = theta_MAP, i.e. the maximum-likelihood estimate,
+            whose intervals count the data twice (they covered 0.52 of the true
+            couplings at a nominal 0.9) and which is not finite for a
+            statistic that is 0 in every bin. With this prior the closed-form
+            intervals :meth:`StateSpaceResult.theta_intervals` cover the true
+            theta at close to their nominal rate on ``generate_thetas`` data
+            (0.87-0.93 at 0.9 for N = 3, 5 and R = 30, 300;
+            ``benchmarks/stationary_coverage.py``). Pass ``mstep=True`` and
+            ``sigma_o=0.1`` for the published library's stationary fit.
+        mstep: False keeps the hyperparameters fixed (E-step only). None
+            (default): True, or False with ``stationary=True``.
         device: "cpu", "cuda", "auto" or None (the device of ``spikes``).
         dtype: torch.float64 (float32 is refused with an explanation: it
             moves theta_s by 1.4e-2 on a 4-neuron test case).
@@ -323,6 +345,18 @@ def fit(
             joint E-step's MISE, KL and coverage are within 1.2% of the filter's
             (slightly better; ``benchmarks/accuracy_estep.py``).
 
+    Statistics with no finite estimate: a statistic S whose empirical value
+    y_{t,S} (after re-binning and pooling) is 0 in every bin t, i.e. its
+    neurons never fire together, or 1 in every bin, has no finite maximum of
+    l: with mu learned, l keeps rising as theta_S -> -infinity (+infinity), so
+    EM would stop wherever ``tol`` cuts it off. The fit warns
+    (:class:`FitWarning`, naming them by their neurons) and leaves those
+    entries of mu at theta_o: the M-step sets mu_d <- theta_{1|T,d} only for
+    the others. The prior theta_{1,S} ~ N(theta_o_S, Sigma_SS) then bounds
+    theta_S, the EM fixed point is finite, and the estimate does not depend
+    on ``tol`` or ``max_iter``. Data where every statistic is observed are
+    fitted exactly as without this rule.
+
     Returns:
         :class:`StateSpaceResult`.
     """
@@ -336,6 +370,10 @@ def fit(
         )
     if dtype != torch.float64:
         raise ValueError(f"dtype must be torch.float64, got {dtype}")
+    if sigma_o is None:
+        sigma_o = STATIONARY_SIGMA_O if stationary else SIGMA_O
+    if mstep is None:
+        mstep = not stationary
     x = check_spikes(spikes, (3, 4))
     batched = x.ndim == 4
     if not batched:
@@ -382,6 +420,7 @@ def fit(
     if T == 1:
         learn_F = False
     mu0, Sigma0 = _parse_prior(theta_o, sigma_o, D, B, dtype, dev, diag)
+    mu_fixed = _unidentifiable(y, N, order, bool(mstep))
     U0 = None if u_t is None else torch.zeros(B, D, u_t.shape[-1], dtype=dtype, device=dev)
     params = StateSpaceParams(mu0, Sigma0, Q0, F0, U0)
     if init is not None:
@@ -413,6 +452,7 @@ def fit(
         map_method=map_method,
         N=N,
         estep=estep,
+        mu_fixed=mu_fixed,
     )
     if progress is None:
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
@@ -475,6 +515,52 @@ def fit(
         learn_F=learn_F,
         mstep=mstep,
     )
+
+
+def _unidentifiable(y: torch.Tensor, N: int, order: int, mstep: bool) -> torch.Tensor | None:
+    """The statistics with no finite estimate, (B, D) bool, or None when there are none; warns once if any.
+
+    A statistic S whose empirical value y_{t,S} is 0 in every bin t (its neurons
+    never fire together) pushes l up without bound as theta_S -> -infinity; one
+    that is 1 in every bin, as theta_S -> +infinity. The M-step keeps mu_S at
+    theta_o for these, so the prior N(theta_o, sigma_o) bounds theta_S.
+    """
+    never = (y == 0).all(1)
+    always = (y == 1).all(1)
+    flagged = never | always
+    if not bool(flagged.any()):
+        return None
+    B = y.shape[0]
+    names = []
+    for d, S in enumerate(subsets(N, order)):
+        one = len(S) == 1
+        who = f"neuron {S[0]}" if one else "neurons " + ", ".join(map(str, S[:-1])) + f" and {S[-1]}"
+        verb = "fires" if one else "fire together"
+        for what, mask in (
+            (f"never {verb} in any bin", never[:, d]),
+            (f"{verb} in every trial of every bin", always[:, d]),
+        ):
+            if not bool(mask.any()):
+                continue
+            where = ""
+            if B > 1 and not bool(mask.all()):
+                idx = mask.nonzero().flatten().tolist()
+                sets = ", ".join(map(str, idx[:5])) + (", ..." if len(idx) > 5 else "")
+                where = f" (data set{'s' if len(idx) > 1 else ''} {sets})"
+            names.append(f"theta({','.join(map(str, S))}): {who} {what}{where}")
+    shown = "; ".join(names[:8]) + (f"; and {len(names) - 8} more" if len(names) > 8 else "")
+    how = (
+        "the fit holds their prior mean mu at theta_o (the M-step does not learn it for them)"
+        if mstep
+        else "mu is not learned (mstep=False)"
+    )
+    warnings.warn(
+        f"{shown}. Their maximum-likelihood estimates are not finite: {how}, so the prior N(theta_o, sigma_o) "
+        "bounds them and their theta_s do not depend on tol or max_iter; read them as prior-dominated.",
+        FitWarning,
+        stacklevel=user_stacklevel(),
+    )
+    return flagged
 
 
 def _warn_on_outcome(out: Any, max_iter: int, mstep: bool, learn_F: bool) -> None:

@@ -4,7 +4,7 @@ With m_t = theta_{t|T}, P_t = W_{t|T} + m_t m_t^T and
 P_{t,t-1} = Cov(theta_t, theta_{t-1} | all) + m_t m_{t-1}^T = W_{t|T} A_{t-1}^T + m_t m_{t-1}^T,
 sums over t = 2..T:
 
-    mu <- m_1
+    mu <- m_1              (for the coordinates the M-step learns; see ``mu_fixed``)
     E_t = P_t - P_{t,t-1} F^T - F P_{t,t-1}^T + F P_{t-1} F^T
           - (m_t - F m_{t-1})(U u_t)^T - (U u_t)(m_t - F m_{t-1})^T + (U u_t)(U u_t)^T
     Q  <- sum_t E_t / (T - 1)   in one of the forms of :data:`Q_FORMS`
@@ -67,6 +67,7 @@ def m_step(
     learn_F: bool = False,
     u: torch.Tensor | None = None,
     learn_Q: bool = True,
+    mu_fixed: torch.Tensor | None = None,
 ) -> StateSpaceParams:
     """One M-step.
 
@@ -78,13 +79,15 @@ def m_step(
         learn_F: re-estimate F (else it stays as given).
         u: exogenous input (B, T, n_u); U is re-estimated when given.
         learn_Q: re-estimate Q (False with T = 1).
+        mu_fixed: (B, D) bool, the entries of mu kept at their current value
+            (mu_d <- m_{1,d} only where it is False); None updates all of mu.
 
     Returns:
         The new :class:`StateSpaceParams` (Sigma unchanged).
     """
     m, W = smooth.theta_s, smooth.sigma_s
     B, T, D = m.shape
-    mu = m[:, 0].clone()
+    mu = m[:, 0].clone() if mu_fixed is None else torch.where(mu_fixed, params.mu, m[:, 0])
     if T < 2:
         return params._replace(mu=mu)
     diagonal = W.ndim == 3

@@ -1,0 +1,114 @@
+"""Statistics with no finite estimate (issue 12): detected before the fit, warned about, held by the prior."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.common import brute_force
+from torch_ising import FitWarning, fit, generate_spikes, generate_thetas
+from torch_ising.basis import sufficient_stats
+
+PAIR_01 = 3  # theta_01 in the N = 3 pairwise vector (theta_0, theta_1, theta_2, theta_01, theta_02, theta_12)
+
+
+def _never_cofiring(T: int, R: int, seed: int) -> np.ndarray:
+    """N = 3 spikes in which neurons 0 and 1 never fire together (every other pair and neuron does)."""
+    theta = generate_thetas(3, 2, T, seed=seed)
+    theta[:, :3] = 0.5
+    theta[:, PAIR_01] = -30.0
+    x = generate_spikes(theta, R, seed=seed + 1).numpy()
+    y = sufficient_stats(x.reshape(1, T * R, 3), 2).squeeze(0)
+    assert y[PAIR_01] == 0 and bool((y[[0, 1, 2, 4, 5]] > 0).all())
+    return x
+
+
+def _fits(x: np.ndarray, **kw) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, extra in {"tol5": {"tol": 1e-5}, "tol7": {"tol": 1e-7}, "it200": {"max_iter": 200}}.items():
+        with pytest.warns(FitWarning, match=r"theta\(0,1\): neurons 0 and 1 never fire together in any bin"):
+            r = fit(x, 2, progress=False, **kw, **extra)
+        assert r.converged
+        out[name] = r
+    with pytest.warns(FitWarning, match=r"theta\(0,1\)") as record:
+        out["it2000"] = fit(x, 2, progress=False, max_iter=2000, **kw)
+    assert len([w for w in record if "theta(0,1)" in str(w.message)]) == 1  # one warning, not one per iteration
+    return out
+
+
+def test_never_cofiring_pair_in_a_one_trial_fit_has_a_tolerance_free_estimate():
+    x = _never_cofiring(T=10, R=1, seed=11)
+    fits = _fits(x)
+    ref = fits["tol7"].theta_s
+    assert torch.isfinite(ref).all()
+    for name, r in fits.items():
+        assert (r.theta_s - ref).abs().max() < 1e-3, name
+        # the rule: mu of theta_01 stays at theta_o = 0; the others follow the smoother's first bin
+        assert r.mu[PAIR_01] == 0.0
+    y = fits["tol7"].y
+    for d in torch.nonzero((y == 0).all(0) | (y == 1).all(0)).flatten().tolist():
+        assert fits["tol7"].mu[d] == 0.0
+
+
+def test_never_cofiring_pair_in_a_stationary_fit_with_mu_learned():
+    """With mu learned, the fixed point is the MAP whose theta_01 entry the prior N(0, sigma_o) bounds.
+
+    At that point y_S = eta_S(theta) for every learned entry (the prior's pull vanishes there, mu = theta),
+    and R (0 - eta_01) - theta_01 / sigma_o = 0 for the held one; eta from the brute-force 2^N sum.
+    """
+    x = _never_cofiring(T=20, R=30, seed=3)
+    fits = _fits(x, stationary=True, mstep=True, sigma_o=0.1)
+    ref = fits["tol7"]
+    for name, r in fits.items():
+        assert (r.theta_s - ref.theta_s).abs().max() < 1e-3, name
+    theta = ref.theta_s[0].numpy()
+    eta = brute_force(theta, 3, 2)["eta"]
+    y = ref.y[0].numpy()
+    learned = [0, 1, 2, 4, 5]
+    assert np.abs(y[learned] - eta[learned]).max() < 1e-5
+    assert abs(ref.R * (0.0 - eta[PAIR_01]) - theta[PAIR_01] / 0.1) / ref.R < 1e-6
+    assert -10.0 < theta[PAIR_01] < 0.0
+
+
+def test_always_and_never_firing_neurons_are_named():
+    rng = np.random.default_rng(0)
+    spikes = (rng.random((6, 20, 3)) < 0.3).astype(np.uint8)
+    spikes[..., 0] = 0
+    spikes[..., 1] = 1
+    with pytest.warns(FitWarning) as record:
+        r = fit(spikes, 2, progress=False, max_iter=300)
+    text = " ".join(str(w.message) for w in record)
+    assert "theta(0): neuron 0 never fires in any bin" in text
+    assert "theta(1): neuron 1 fires in every trial of every bin" in text
+    assert "theta(0,1): neurons 0 and 1 never fire together in any bin" in text
+    assert "theta(1,2)" not in text  # y_12 = y_2, observed and not 1 everywhere
+    assert r.converged and torch.isfinite(r.theta_s).all()
+    assert r.mu[0] == 0.0 and r.mu[1] == 0.0 and r.mu[3] == 0.0 and r.mu[4] == 0.0
+    assert r.mu[2] != 0.0
+
+
+def test_batch_names_the_data_sets_and_leaves_the_observed_ones_alone():
+    flagged = _never_cofiring(T=8, R=10, seed=21)
+    theta = generate_thetas(3, 2, 8, seed=22)
+    theta[:, :3] = 0.5
+    clean = generate_spikes(theta, 10, seed=23).numpy()
+    assert not bool((sufficient_stats(clean, 2) == 0).all(0).any())
+    with pytest.warns(FitWarning, match=r"theta\(0,1\): neurons 0 and 1 never fire together in any bin \(data set 0\)"):
+        rb = fit(np.stack([flagged, clean]), 2, progress=False)
+    with pytest.warns(FitWarning, match=r"theta\(0,1\)"):
+        r0 = fit(flagged, 2, progress=False)
+    r1 = fit(clean, 2, progress=False)
+    assert (rb.theta_s[0] - r0.theta_s).abs().max() < 1e-12
+    assert (rb.theta_s[1] - r1.theta_s).abs().max() < 1e-12
+    assert (rb.mu[1] - r1.mu).abs().max() < 1e-12
+
+
+def test_pseudo_likelihood_fit_holds_the_pair_too():
+    """The approximate (diagonal-covariance) path applies the same rule in a stationary fit with mu learned."""
+    x = _never_cofiring(T=20, R=30, seed=3)
+    kw = {"stationary": True, "mstep": True, "sigma_o": 0.1, "method": "pseudo"}
+    fits = {}
+    for tol in (1e-5, 1e-7):
+        with pytest.warns(FitWarning, match=r"theta\(0,1\)"):
+            fits[tol] = fit(x, 2, progress=False, tol=tol, **kw)
+    assert fits[1e-7].mu[PAIR_01] == 0.0 and torch.isfinite(fits[1e-7].theta_s).all()
+    assert (fits[1e-5].theta_s - fits[1e-7].theta_s).abs().max() < 1e-3
