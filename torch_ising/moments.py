@@ -27,7 +27,16 @@ from typing import NamedTuple
 
 import torch
 
-from ._validation import ArrayLike, as_tensor, as_theta, check_N_order, check_positive_int, check_theta
+from ._validation import (
+    ArrayLike,
+    as_tensor,
+    as_theta,
+    check_binary,
+    check_N_order,
+    check_positive_int,
+    check_probabilities,
+    check_theta,
+)
 from .basis import features, mask_to_seed, or_index, seed_to_mask, subset_masks
 
 __all__ = [
@@ -380,9 +389,11 @@ def expectation_from_probs(p: ArrayLike, N: int, order: int = 2) -> torch.Tensor
     The superset-sum transform of p read at the subset masks; no 2^N x D matrix.
     """
     N, order = check_N_order(N, order)
-    p = as_theta(p)
+    p = as_theta(p, name="p")
     if p.ndim < 1 or p.shape[-1] != 2**N:
         raise ValueError(f"p must have shape (..., 2^N) = (..., {2**N}); got {tuple(p.shape)}")
+    if not _tracks_grad(p):
+        check_probabilities(p, "p", atol=max(1e-6, 2**N * torch.finfo(p.dtype).eps))
     q = _transform(seed_to_mask(p, N), N, superset=True, inplace=not _tracks_grad(p))
     return q[..., subset_masks(N, order, p.device)]
 
@@ -392,10 +403,11 @@ def log_prob(x: ArrayLike, theta: ArrayLike, N: int, order: int = 2) -> torch.Te
 
     ``x`` and ``theta`` (..., D) broadcast over their batch dimensions.
     """
-    x = as_tensor(x)
+    x = as_tensor(x, name="x")
     theta, N, order = _prepare(theta, N, order)
-    if x.shape[-1] != N:
+    if x.ndim < 1 or x.shape[-1] != N:
         raise ValueError(f"x must have shape (..., N) with N={N}; got {tuple(x.shape)}")
+    check_binary(x, "x")
     Fx = features(x, N, order, dtype=theta.dtype)
     return (Fx * theta).sum(-1) - log_partition(theta, N, order)
 

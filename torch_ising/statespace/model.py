@@ -19,7 +19,15 @@ import torch
 from torch import nn
 
 from .._threads import threads_for
-from .._validation import as_tensor, check_N_order, check_positive_int, check_spikes, n_params
+from .._validation import (
+    as_tensor,
+    check_finite,
+    check_fit_options,
+    check_N_order,
+    check_positive_int,
+    check_spikes,
+    n_params,
+)
 from .._warnings import user_stacklevel
 from ..basis import rebin, sufficient_stats
 from ..moments import ExactMemoryError, check_memory
@@ -123,7 +131,7 @@ def _parse_state_cov(
         if T > 1:
             raise ValueError("state_cov=None/0 (no state noise) is only allowed with T = 1 or stationary=True")
         return "scalar", (0.01 * eye).expand(B, D, D).clone(), False
-    q = as_tensor(state_cov, dtype=dtype, device=device)
+    q = as_tensor(state_cov, dtype=dtype, device=device, name="state_cov")
     if not bool(torch.isfinite(q).all()):
         raise ValueError("state_cov contains NaN or infinite values")
     if q.ndim == 0:
@@ -160,7 +168,7 @@ def _parse_state_cov_diag(state_cov: Any, D: int, N: int, T: int, dtype, device)
         if T > 1:
             raise ValueError("state_cov=None/0 (no state noise) is only allowed with T = 1 or stationary=True")
         return "scalar", torch.full((D,), 0.01, dtype=dtype, device=device), False
-    q = as_tensor(state_cov, dtype=dtype, device=device)
+    q = as_tensor(state_cov, dtype=dtype, device=device, name="state_cov")
     if not bool(torch.isfinite(q).all()) or bool((q <= 0).any()):
         raise ValueError("state_cov must be positive and finite")
     if q.ndim == 0:
@@ -182,7 +190,7 @@ def _parse_state_ar(state_ar: Any, D: int, B: int, dtype, device, diagonal: bool
     eye = torch.eye(D, dtype=dtype, device=device)
     if state_ar is None:
         return eye.expand(B, D, D).clone(), False
-    F = as_tensor(state_ar, dtype=dtype, device=device)
+    F = check_finite(as_tensor(state_ar, dtype=dtype, device=device, name="state_ar"), "state_ar")
     if F.ndim == 0:
         return (F * eye).expand(B, D, D).clone(), True
     if F.shape != (D, D):
@@ -193,12 +201,12 @@ def _parse_state_ar(state_ar: Any, D: int, B: int, dtype, device, diagonal: bool
 def _parse_prior(
     theta_o: Any, sigma_o: Any, D: int, B: int, dtype, device, diagonal: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    mu = as_tensor(theta_o, dtype=dtype, device=device)
+    mu = check_finite(as_tensor(theta_o, dtype=dtype, device=device, name="theta_o"), "theta_o")
     if mu.ndim == 0:
         mu = mu.expand(D)
     if mu.shape != (D,):
         raise ValueError(f"theta_o must be a scalar or have shape (D,) = ({D},); got {tuple(mu.shape)}")
-    s = as_tensor(sigma_o, dtype=dtype, device=device)
+    s = check_finite(as_tensor(sigma_o, dtype=dtype, device=device, name="sigma_o"), "sigma_o")
     if diagonal:
         if s.ndim == 0 and not float(s) > 0:
             raise ValueError(f"sigma_o must be > 0, got {float(s)}")
@@ -340,7 +348,7 @@ def fit(
     if u is not None:
         if stationary:
             raise ValueError("u (exogenous input) cannot be combined with stationary=True")
-        ut = as_tensor(u, dtype=dtype, device=dev)
+        ut = check_finite(as_tensor(u, dtype=dtype, device=dev, name="u"), "u")
         if ut.ndim == 1:
             ut = ut[:, None]
         if ut.ndim == 2:
@@ -372,6 +380,7 @@ def fit(
 
     if max_iter is None:
         max_iter = 100 if stop == "ssll" else 1000
+    max_iter, tol, newton_tol = check_fit_options(max_iter, tol, newton_tol)
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
     if map_method is None:

@@ -1,0 +1,407 @@
+"""Robustness under extreme data and faults (issue 13): every case listed under its "Why" is a test here.
+
+Each test compares with an independent computation (brute force over patterns in 50-digit arithmetic,
+an uninterrupted run) or checks that a bad input is refused with a message naming the argument.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import torch
+
+import torch_ising as ti
+from torch_ising.basis import subsets
+
+# --------------------------------------------------------------------------- brute force
+
+
+def _brute_thermo(theta: list[float], N: int, order: int) -> dict[str, float]:
+    """S1, S2, S_ratio, U1, U2, dkl, psi and multi_information by enumeration in 50-digit arithmetic."""
+    mpmath.mp.dps = 50
+    th = [mpmath.mpf(v) for v in theta]
+    subs = list(subsets(N, order))
+    pats = list(itertools.product((0, 1), repeat=N))
+    feats = [[int(all(x[i] for i in s)) for s in subs] for x in pats]
+    E = [mpmath.fsum(t * f for t, f in zip(th, fx, strict=True)) for fx in feats]
+    psi = mpmath.log(mpmath.fsum(mpmath.exp(e) for e in E))
+    p = [mpmath.exp(e - psi) for e in E]
+    eta = [mpmath.fsum(pk * fx[d] for pk, fx in zip(p, feats, strict=True)) for d in range(len(subs))]
+    S2 = -mpmath.fsum(pk * mpmath.log(pk) for pk in p if pk > 0)
+    U2 = -mpmath.fsum(t * e for t, e in zip(th, eta, strict=True))
+    eta1 = eta[:N]
+    p0 = [mpmath.fsum(pk for pk, x in zip(p, pats, strict=True) if x[i] == 0) for i in range(N)]  # P(x_i = 0)
+
+    def xlx(v):
+        return v * mpmath.log(v) if v > 0 else mpmath.mpf(0)
+
+    S1 = -mpmath.fsum(xlx(e) + xlx(q) for e, q in zip(eta1, p0, strict=True))
+    theta1 = [mpmath.log(e) - mpmath.log(q) for e, q in zip(eta1, p0, strict=True)]
+    psi1 = -mpmath.fsum(mpmath.log(q) for q in p0)
+    U1 = -mpmath.fsum(t * e for t, e in zip(theta1, eta1, strict=True))
+    dtheta = [t - (theta1[d] if d < N else 0) for d, t in enumerate(th)]
+    dkl = mpmath.fsum(e * d for e, d in zip(eta, dtheta, strict=True)) - (psi - psi1)
+    S_ratio = (S1 - S2) / S1 if S1 > 0 else mpmath.mpf(0)
+    den = N * mpmath.log(2) - S2
+    mi = 100 * (S1 - S2) / den if den > 0 else mpmath.mpf(0)
+    out = dict(S1=S1, S2=S2, S_ratio=S_ratio, U1=U1, U2=U2, dkl=dkl, psi=psi, multi_information=mi)
+    return {k: float(v) for k, v in out.items()}
+
+
+# Why: "a silent neuron gives NaN for S1, S_ratio, dkl, llk1, multi_information and gain"; "a neuron that always
+# fires: S1, S_ratio, dkl and multi_information are NaN"; "thermodynamics(torch.full((6,), 20.), 3, 2).S_ratio is
+# NaN, with U1 = -inf"; and the uniform model theta = 0 (multi_information 0 / 0).
+EXTREME_THETAS = {
+    "silent_neuron": [-800.0, 0.3, -0.2, 0.1, 0.0, -0.1],  # P(x_0 = 1) = e^-800 underflows to 0
+    "nearly_silent": [-40.0, 0.3, -0.2, 0.1, 0.0, -0.1],
+    "always_firing": [40.0, 0.3, -0.2, 0.1, 0.0, -0.1],  # 1 - eta_0 = e^-40 rounds to 0 next to 1
+    "always_firing_800": [800.0, 0.3, -0.2, 0.1, 0.0, -0.1],
+    "silent_and_firing": [-60.0, 60.0, -0.2, 0.4, 0.0, -0.1],
+    "all_twenty": [20.0] * 6,  # every neuron fires: a deterministic model
+    "uniform": [0.0] * 6,
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXTREME_THETAS))
+def test_thermodynamics_extreme_neurons_match_brute_force(case):
+    theta = EXTREME_THETAS[case]
+    out = ti.thermodynamics(torch.tensor(theta, dtype=torch.float64), 3, 2)
+    ref = _brute_thermo(theta, 3, 2)
+    for name, want in ref.items():
+        got = float(getattr(out, name))
+        assert math.isfinite(got), (case, name, got)
+        # absolute error on the scale of psi (the quantities are differences of O(psi) terms)
+        scale = max(1.0, abs(ref["psi"]), abs(want))
+        assert abs(got - want) <= 1e-9 * scale, (case, name, got, want)
+
+
+def test_thermodynamics_full_20_finite_float32():
+    out = ti.thermodynamics(torch.full((6,), 20.0), 3, 2)
+    for name, v in out._asdict().items():
+        if v is not None:
+            assert bool(torch.isfinite(v).all()), name
+    assert float(out.S_ratio) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_thermodynamics_llk_finite_with_always_firing_neuron():
+    theta = torch.tensor([40.0, 0.3, -0.2, 0.1, 0.0, -0.1], dtype=torch.float64)
+    y = torch.tensor([1.0, 0.4, 0.5, 0.4, 0.5, 0.2], dtype=torch.float64)
+    out = ti.thermodynamics(theta, 3, 2, y=y, R=10)
+    assert math.isfinite(float(out.llk1)) and math.isfinite(float(out.gain))
+    # llk1 = R (y[:N] . theta1 - psi1) with theta1, psi1 of the rate-matched independent model
+    mpmath.mp.dps = 50
+    ref = _brute_thermo(theta.tolist(), 3, 2)
+    assert math.isfinite(ref["U1"])
+    psi1_etc = ti.thermodynamics(theta, 3, 2)
+    assert float(out.llk2) == pytest.approx(10 * (float((y * theta).sum()) - float(psi1_etc.psi)), rel=1e-12)
+
+
+def test_fit_with_silent_and_always_firing_neurons_has_finite_thermodynamics():
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(20, 8, 4, generator=g) < 0.3).double()
+    x[..., 0] = 0.0
+    x[..., 1] = 1.0
+    r = ti.fit(x, 2, progress=False, max_iter=30)
+    th = r.thermodynamics()
+    for name, v in th.to_dict().items():
+        assert bool(torch.isfinite(v).all()), name
+    ci = r.credible_intervals(n_samples=20, quantities=("S_ratio", "S1", "dkl", "multi_information"))
+    for name in ("S_ratio", "S1", "dkl", "multi_information"):
+        iv = ci[name]
+        assert bool(torch.isfinite(iv.lower).all() & torch.isfinite(iv.upper).all()), name
+
+
+# --------------------------------------------------------------------------- NaN inputs and bad values
+
+
+def test_thermodynamics_refuses_nan_y():
+    with pytest.raises(ValueError, match="^y contains NaN"):
+        ti.thermodynamics(torch.zeros(6), 3, 2, y=torch.full((6,), float("nan")), R=5)
+
+
+def test_thermodynamics_refuses_nan_theta():
+    with pytest.raises(ValueError, match="^theta contains NaN"):
+        ti.thermodynamics(torch.tensor([0.0, float("nan"), 0, 0, 0, 0]), 3, 2)
+
+
+@pytest.mark.parametrize("x", [[2.0, 0.0, 0.0], [0.5, 0.0, 1.0], [float("nan"), 0.0, 0.0], [-1, 0, 0]])
+def test_log_prob_refuses_non_binary_x(x):
+    with pytest.raises(ValueError, match="^x must be binary"):
+        ti.log_prob(torch.tensor(x), torch.zeros(6), 3, 2)
+
+
+@pytest.mark.parametrize(
+    "p, msg",
+    [
+        ([-0.5, 0.5, 0.5, 0.5, 0, 0, 0, 0], "non-negative"),
+        ([0.5] * 8, "sum to 1"),
+        ([float("nan")] + [0.0] * 7, "NaN"),
+    ],
+)
+def test_expectation_from_probs_refuses_non_distributions(p, msg):
+    with pytest.raises(ValueError, match=f"^p .*{msg}"):
+        ti.expectation_from_probs(torch.tensor(p, dtype=torch.float64), 3, 2)
+
+
+def test_expectation_from_probs_accepts_a_distribution():
+    theta = torch.tensor([0.3, -0.2, 0.1, 0.5, -0.4, 0.2], dtype=torch.float64)
+    p = ti.probs(theta, 3, 2)
+    torch.testing.assert_close(ti.expectation_from_probs(p, 3, 2), ti.expectation(theta, 3, 2))
+
+
+@pytest.mark.parametrize("orders", [(1.7, 2), (1, 2.0), (True, 2), ("1", 2)])
+def test_compare_orders_refuses_non_integer_orders(orders):
+    x = torch.zeros(5, 3, 3)
+    with pytest.raises(ValueError, match="^orders must hold integers"):
+        ti.compare_orders(x, orders)
+
+
+_EYE = torch.eye(3, dtype=torch.float64)
+BAD_SIGMAS = {
+    "negative": (-_EYE, "positive semi-definite"),
+    "non_symmetric": (_EYE + torch.triu(torch.ones(3, 3, dtype=torch.float64), 1) * 0.5, "symmetric"),
+    "indefinite": (torch.tensor([[1.0, 2.0, 0], [2.0, 1.0, 0], [0, 0, 1.0]], dtype=torch.float64), "semi-definite"),
+    "nan": (torch.full((3, 3), float("nan"), dtype=torch.float64), "NaN"),
+    "negative_variances": (-torch.ones(3, dtype=torch.float64), "negative variances"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SIGMAS))
+def test_gaussian_intervals_refuse_bad_sigma(case):
+    S, msg = BAD_SIGMAS[case]
+    S = S.expand(2, *S.shape)
+    with pytest.raises(ValueError, match=f"^sigma_s .*{msg}"):
+        ti.gaussian_intervals(torch.zeros(2, 3, dtype=torch.float64), S)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SIGMAS))
+def test_credible_intervals_refuse_bad_sigma(case):
+    S, msg = BAD_SIGMAS[case]
+    S = S.expand(2, *S.shape)
+    with pytest.raises(ValueError, match=f"^sigma_s .*{msg}"):
+        ti.credible_intervals(torch.zeros(2, 3, dtype=torch.float64), S, 3, 1, n_samples=10)
+
+
+def test_gaussian_intervals_accept_a_singular_covariance():
+    S = torch.zeros(2, 3, 3, dtype=torch.float64)
+    S[:, 0, 0] = 1.0
+    iv = ti.gaussian_intervals(torch.zeros(2, 3, dtype=torch.float64), S, 0.9)
+    assert float(iv.upper[0, 0]) == pytest.approx(1.6448536269514722, rel=1e-9)
+    assert float(iv.upper[0, 1]) == 0.0
+
+
+@pytest.mark.parametrize("call", ["function", "ising"])
+def test_sample_zero_names_n(call):
+    with pytest.raises(ValueError, match="^n must be an integer >= 1"):
+        if call == "function":
+            ti.sample(torch.zeros(6), 0, 3, 2)
+        else:
+            ti.Ising(3, 2).sample(0)
+
+
+# --------------------------------------------------------------------------- numeric options of fit
+
+
+@pytest.fixture(scope="module")
+def small_spikes():
+    g = torch.Generator().manual_seed(1)
+    return (torch.rand(10, 6, 3, generator=g) < 0.3).double()
+
+
+BAD_FIT_OPTIONS = [
+    ("tol", float("nan"), "tol must be finite"),
+    ("tol", -1.0, "tol must be >"),
+    ("tol", 0.0, "tol must be >"),
+    ("tol", 5.0, "tol must be <="),
+    ("tol", "1e-5", "tol must be a real number"),
+    ("newton_tol", float("nan"), "newton_tol must be finite"),
+    ("newton_tol", 0.0, "newton_tol must be >"),
+    ("newton_tol", -1e-8, "newton_tol must be >"),
+    ("newton_tol", 1e3, "newton_tol must be <="),
+    ("newton_tol", float("inf"), "newton_tol must be finite"),
+    ("max_iter", -1, "max_iter must be an integer >= 1"),
+    ("max_iter", 0, "max_iter must be an integer >= 1"),
+    ("max_iter", 2.5, "max_iter must be an integer >= 1"),
+    ("theta_o", float("nan"), "theta_o contains NaN"),
+    ("sigma_o", float("nan"), "sigma_o contains NaN"),
+    ("sigma_o", -1.0, "sigma_o must be > 0"),
+    ("state_ar", float("nan"), "state_ar contains NaN"),
+    ("state_cov", float("nan"), "state_cov"),
+    ("state_cov", -0.01, "state_cov must be > 0"),
+    ("u", "nan", "u contains NaN"),
+]
+
+
+@pytest.mark.parametrize("name, value, msg", BAD_FIT_OPTIONS, ids=[f"{a}={b}" for a, b, _ in BAD_FIT_OPTIONS])
+def test_fit_refuses_bad_numeric_options(small_spikes, name, value, msg):
+    if name == "u":
+        value = torch.full((10, 1), float("nan"), dtype=torch.float64)
+    with pytest.raises(ValueError, match=f"^{msg}"):
+        ti.fit(small_spikes, 2, progress=False, **{name: value})
+
+
+# --------------------------------------------------------------------------- conversion errors
+
+
+BAD_SPIKES = {
+    "ragged": ([[[0, 1], [1]]], "spikes could not be read as a numeric array"),
+    "strings": (np.array([[["a", "b"]]]), "spikes must be a numeric array"),
+    "none": (None, "spikes is None"),
+    "meta": (torch.zeros(3, 2, 2, device="meta"), "spikes is a meta tensor"),
+    "objects": (np.array([[[object()]]]), "spikes must be a numeric array"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPIKES))
+def test_fit_conversion_errors_name_spikes(case):
+    x, msg = BAD_SPIKES[case]
+    with pytest.raises(ValueError, match=f"^{msg}"):
+        ti.fit(x, 1, progress=False)
+
+
+@pytest.mark.parametrize("case", ["none", "strings", "meta", "ragged"])
+def test_moments_conversion_errors_name_theta(case):
+    bad = {
+        "none": None,
+        "strings": np.array(["a"] * 3),
+        "meta": torch.zeros(3, device="meta"),
+        "ragged": [[0.0, 1.0], [1.0]],
+    }[case]
+    with pytest.raises(ValueError, match="^theta "):
+        ti.probs(bad, 3, 1)
+
+
+# --------------------------------------------------------------------------- result files
+
+
+@pytest.fixture(scope="module")
+def saved_result(tmp_path_factory, small_spikes):
+    r = ti.fit(small_spikes, 2, progress=False, max_iter=5)
+    path = tmp_path_factory.mktemp("res") / "r.npz"
+    r.save(path)
+    return r, path
+
+
+def _rewrite(src, dst, change):
+    """Copy the npz ``src`` to ``dst`` with ``change(dict of arrays)`` applied (plain numpy, no torch_ising)."""
+    with np.load(src, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    change(arrays)
+    np.savez(dst, **arrays)
+    return dst
+
+
+def test_load_roundtrip(saved_result):
+    r, path = saved_result
+    back = ti.StateSpaceResult.load(path)
+    torch.testing.assert_close(back.theta_s, r.theta_s)
+    assert back.mll_list == r.mll_list and back.N == r.N and back.converged == r.converged
+
+
+def test_load_truncated_file_one_line(saved_result, tmp_path):
+    _, path = saved_result
+    bad = tmp_path / "cut.npz"
+    bad.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="cut.npz: not a readable .npz") as err:
+        ti.StateSpaceResult.load(bad)
+    assert "\n" not in str(err.value)
+
+
+def test_load_text_file(tmp_path):
+    bad = tmp_path / "notes.npz"
+    bad.write_text("hello")
+    with pytest.raises(ValueError, match="notes.npz: not a readable .npz"):
+        ti.StateSpaceResult.load(bad)
+
+
+def _meta_change(key, value):
+    def change(arrays):
+        import json
+
+        meta = json.loads(str(arrays["meta_json"]))
+        meta[key] = value
+        arrays["meta_json"] = np.array(json.dumps(meta))
+
+    return change
+
+
+def _array_change(key, value):
+    def change(arrays):
+        if value is None:
+            arrays.pop(key)
+        else:
+            arrays[key] = value(arrays[key])
+
+    return change
+
+
+BAD_FILES = {
+    "no_theta_s": (_array_change("theta_s", None), "missing theta_s"),
+    "no_sigma_s": (_array_change("sigma_s", None), "missing sigma_s"),
+    "nan_theta_s": (_array_change("theta_s", lambda a: a * np.nan), "theta_s contains NaN"),
+    "inf_Q": (_array_change("Q", lambda a: a + np.inf), "Q contains NaN"),
+    "theta_s_shape": (_array_change("theta_s", lambda a: a[:, :2]), "theta_s must have shape"),
+    "sigma_s_shape": (_array_change("sigma_s", lambda a: a[:-1]), "sigma_s must have shape"),
+    "int_theta_s": (_array_change("theta_s", lambda a: a.astype(np.int64)), "theta_s must hold floating"),
+    "str_mu": (_array_change("mu", lambda a: np.array("x")), "mu must hold floating"),
+    "bad_N": (_meta_change("N", -3), "N must be a positive integer"),
+    "bad_D": (_meta_change("D", 7), "D = 7 does not match"),
+    "str_T": (_meta_change("T", "ten"), "T must be a positive integer"),
+    "other_version": (_meta_change("format_version", 99), "version 99"),
+    "other_format": (_meta_change("format", "something.else"), "written as 'something.else'"),
+    "nan_mll": (_meta_change("mll", float("nan")), "mll is NaN"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_load_refuses_bad_files_naming_the_file(saved_result, tmp_path, case):
+    change, msg = BAD_FILES[case]
+    _, path = saved_result
+    bad = _rewrite(path, tmp_path / f"{case}.npz", change)
+    with pytest.raises(ValueError, match=f"{case}.npz: .*{msg}") as err:
+        ti.StateSpaceResult.load(bad)
+    assert "\n" not in str(err.value)
+
+
+def test_load_refuses_a_zip_bomb_before_reading(tmp_path):
+    import zipfile
+
+    bomb = tmp_path / "bomb.npz"
+    header = b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (67108864,), }"
+    header = header + b" " * (127 - len(header)) + b"\n"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("theta_s.npy", "w", force_zip64=True) as fh:
+            fh.write(header)
+            block = bytes(2**20)
+            for _ in range(512):  # 512 MiB of zeros compress to about 0.5 MiB
+                fh.write(block)
+    assert bomb.stat().st_size < 4 * 2**20
+    with pytest.raises(ValueError, match="bomb.npz: its arrays would take 512.0 MiB"):
+        ti.StateSpaceResult.load(bomb)
+
+
+def test_save_refuses_other_suffix(saved_result, tmp_path):
+    r, _ = saved_result
+    with pytest.raises(ValueError, match="path must end in .npz"):
+        r.save(tmp_path / "r.txt")
+    assert not (tmp_path / "r.txt").exists() and not (tmp_path / "r.npz").exists()
+    assert r.save(tmp_path / "plain") == tmp_path / "plain.npz"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_save_honours_the_umask(saved_result, tmp_path, umask):
+    import os
+    import stat
+
+    r, _ = saved_result
+    old = os.umask(umask)
+    try:
+        path = r.save(tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert not list(tmp_path.glob("*.tmp"))
