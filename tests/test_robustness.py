@@ -214,8 +214,7 @@ def small_spikes():
 
 BAD_FIT_OPTIONS = [
     ("tol", float("nan"), "tol must be finite"),
-    ("tol", -1.0, "tol must be >"),
-    ("tol", 0.0, "tol must be >"),
+    ("tol", -1.0, "tol must be >="),
     ("tol", 5.0, "tol must be <="),
     ("tol", "1e-5", "tol must be a real number"),
     ("newton_tol", float("nan"), "newton_tol must be finite"),

@@ -154,10 +154,13 @@ def check_fit_options(max_iter: Any, tol: Any, newton_tol: Any) -> tuple[int, fl
 
     Raises:
         ValueError: naming the argument for a non-integer or non-positive ``max_iter``, or a tolerance
-            that is not a finite number in (0, 1] (``tol``) or (0, 1e-2] (``newton_tol``).
+            that is not a finite number in [0, 1] (``tol``; 0 runs all ``max_iter`` iterations) or (0, 1e-2]
+            (``newton_tol``).
     """
     max_iter = check_positive_int(max_iter, "max_iter")
-    tol = check_real(tol, "tol", low=0.0, high=1.0, hint=" (the EM fixed-point tolerance; the default is 1e-5)")
+    tol = check_real(
+        tol, "tol", low=0.0, high=1.0, low_open=False, hint=" (the EM fixed-point tolerance; the default is 1e-5)"
+    )
     newton_tol = check_real(
         newton_tol,
         "newton_tol",

@@ -34,7 +34,7 @@ from ..moments import ExactMemoryError, check_memory
 from .em import STOP_RULES, EMOptions, run_em
 from .filter import check_map_method
 from .observation import ExactIsing, ObservationModel
-from .records import EMState, StateSpaceParams
+from .records import EMState, StateSpaceParams, check_fingerprint, fit_fingerprint
 from .result import StateSpaceResult
 
 __all__ = ["fit", "StateSpaceIsing", "FitWarning", "OBSERVATION_MODELS", "resolve_device"]
@@ -381,6 +381,17 @@ def fit(
     if max_iter is None:
         max_iter = 100 if stop == "ssll" else 1000
     max_iter, tol, newton_tol = check_fit_options(max_iter, tol, newton_tol)
+    fingerprint = fit_fingerprint(
+        x,
+        dict(order=order, window=window, state_cov=state_cov, state_ar=state_ar, u=u, theta_o=theta_o,
+             sigma_o=sigma_o, tol=tol, stop=stop, stationary=stationary, mstep=mstep, dtype=dtype, method=method,
+             eta_method=eta_method, newton_tol=newton_tol, map_method=map_method, init=init,
+             method_options=method_options),
+    )  # fmt: skip
+    if resume is not None:
+        check_fingerprint(resume.fingerprint, fingerprint)
+    if on_state is not None:
+        on_state = _with_fingerprint(on_state, fingerprint)
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
     if map_method is None:
@@ -494,7 +505,7 @@ def _state_to(state: EMState | None, dev: torch.device, dtype: torch.dtype) -> E
         return None
 
     def move(v: Any) -> Any:
-        if v is None or isinstance(v, int):
+        if v is None or isinstance(v, (int, str)):
             return v
         if isinstance(v, tuple):
             return type(v)(*(move(w) for w in v))
@@ -502,6 +513,11 @@ def _state_to(state: EMState | None, dev: torch.device, dtype: torch.dtype) -> E
         return t if t.dtype == torch.bool else t.to(dtype)
 
     return EMState(*(move(v) for v in state))
+
+
+def _with_fingerprint(on_state: Callable[[EMState], None], fingerprint: str) -> Callable[[EMState], None]:
+    """``on_state`` given each state with the fit's fingerprint attached."""
+    return lambda state: on_state(state._replace(fingerprint=fingerprint))
 
 
 def _diagonalise(p: StateSpaceParams, learn_F: bool) -> StateSpaceParams:
