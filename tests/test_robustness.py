@@ -404,3 +404,265 @@ def test_save_honours_the_umask(saved_result, tmp_path, umask):
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
     assert not list(tmp_path.glob("*.tmp"))
+
+
+# --------------------------------------------------------------------------- the CLI: no mixed or lost results
+
+hydra = pytest.importorskip("hydra")
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from torch_ising.experiment import cli, schemas  # noqa: E402
+from torch_ising.experiment.outputs import load_checkpoint, load_results  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["data.N=3", "data.T=12", "data.R=30", "output.figures=[]", "fit.device=cpu"]
+
+#: a CLI run that signals itself after EM iteration KILL_AT (after that iteration's checkpoint), or, with
+#: PAUSE_FILE set, announces itself in that file and sleeps there (holding the output directory)
+_DRIVER = """
+import os, signal, sys, time
+from torch_ising.experiment import cli
+KILL_AT = int(os.environ.get("KILL_AT", "0"))
+SIG = int(os.environ.get("KILL_SIG", "9"))
+PAUSE = os.environ.get("PAUSE_FILE")
+original = cli._Checkpointer.__call__
+def call(self, state):
+    original(self, state)
+    if PAUSE and int(state.iteration) == 1:
+        open(PAUSE, "w").write("paused")
+        while os.path.exists(PAUSE):
+            time.sleep(0.05)
+    if KILL_AT and int(state.iteration) == KILL_AT:
+        os.kill(os.getpid(), SIG)
+cli._Checkpointer.__call__ = call
+sys.argv = ["torch-ising", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.pop("HYDRA_FULL_ERROR", None)
+    env["MPLBACKEND"] = "Agg"
+    env["OMP_NUM_THREADS"] = "1"
+    env.update(extra)
+    return env
+
+
+def _cli(args, cwd, timeout=240, **env):
+    return subprocess.run(
+        [sys.executable, "-c", _DRIVER, *args],
+        cwd=cwd,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _compose(overrides):
+    from hydra import compose, initialize_config_dir
+
+    schemas.register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def _no_partial_files(directory: Path) -> None:
+    """Nothing half-written: no temporary file, and a results file only with its summary (and readable)."""
+    assert not list(directory.rglob("*.tmp")), list(directory.rglob("*.tmp"))
+    if (directory / "summary.json").exists():
+        load_results(directory / "results.npz")
+        ti.StateSpaceResult.load(directory / "results.npz")
+
+
+RESUME_COMMON = [*SMALL, "fit.max_iter=12", "fit.checkpoint_every=2", "seed=5"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    cli.run_experiment(_compose(RESUME_COMMON), out)
+    return out
+
+
+def test_sigkill_mid_fit_then_resume_reproduces_the_uninterrupted_run(tmp_path, uninterrupted):
+    killed = tmp_path / "killed"
+    proc = _cli([*RESUME_COMMON, f"hydra.run.dir={killed}"], tmp_path, KILL_AT="4", KILL_SIG=str(int(signal.SIGKILL)))
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert not (killed / "results.npz").exists() and not (killed / "summary.json").exists()
+    _, iteration, history, _ = load_checkpoint(killed / "checkpoint.npz")
+    assert iteration == 4 and len(history) == 5  # the initial E-step and 4 iterations
+    # a stale temporary file of a killed write, and the lock of the killed process
+    (killed / ".results.npz.abc123.tmp").write_bytes(b"partial")
+    assert (killed / ".torch-ising.lock").exists()
+    summary = cli.run_experiment(_compose([*RESUME_COMMON, "fit.resume=true"]), killed)
+    assert summary["resumed_from"] == 4
+    full, resumed = load_results(uninterrupted / "results.npz"), load_results(killed / "results.npz")
+    assert full["iterations"] > 4 and resumed["iterations"] == full["iterations"]
+    np.testing.assert_allclose(resumed["theta_s"], full["theta_s"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(resumed["mll_list"], full["mll_list"], rtol=1e-10)
+    assert len(resumed["mll_list"]) == len(full["mll_list"]) == full["iterations"] + 1
+    assert not (killed / ".torch-ising.lock").exists()
+    _no_partial_files(killed)
+
+
+def test_ctrl_c_ends_with_one_line_and_the_resume_hint(tmp_path):
+    out = tmp_path / "run"
+    proc = _cli([*RESUME_COMMON, f"hydra.run.dir={out}"], tmp_path, KILL_AT="2", KILL_SIG=str(int(signal.SIGINT)))
+    assert proc.returncode == 128 + signal.SIGINT, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Ctrl-C" in lines[0] and "fit.resume=true" in lines[0], proc.stderr
+    assert not (out / "results.npz").exists()
+    _no_partial_files(out)
+
+
+RESUME_MISMATCH = {
+    "sigma_o": (["fit.sigma_o=5.0"], "sigma_o: 0.1 in the state, 5.0 now"),
+    "seed": (["seed=6"], "other data"),
+    "window": (["model.window=2"], "window: 1 in the state, 2 now"),
+    "tol": (["fit.tol=1e-3"], "tol: 1e-05 in the state, 0.001 now"),
+    "Q": (["fit.Q=0.02"], "state_cov: 0.01 in the state, 0.02 now"),
+    "theta_o": (["fit.theta_o=1.0"], "theta_o: 0.0 in the state, 1.0 now"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESUME_MISMATCH))
+def test_cli_resume_refuses_other_data_or_settings(tmp_path, case):
+    extra, msg = RESUME_MISMATCH[case]
+    common = [*SMALL, "fit.max_iter=2", "fit.checkpoint_every=1", "seed=5"]
+    cli.run_experiment(_compose(common), tmp_path)
+    before = (tmp_path / "results.npz").read_bytes()
+    with pytest.raises(ValueError, match=f"resume: .*{msg}"):
+        cli.run_experiment(_compose([*common, *extra, "fit.resume=true"]), tmp_path)
+    assert (tmp_path / "results.npz").read_bytes() == before  # the earlier results are kept
+
+
+def test_library_resume_refuses_other_spikes(small_spikes):
+    states = []
+    ti.fit(small_spikes, 2, progress=False, max_iter=3, on_state=states.append)
+    other = 1.0 - small_spikes
+    with pytest.raises(ValueError, match="resume: the EMState was made for other data"):
+        ti.fit(other, 2, progress=False, max_iter=3, resume=states[-1])
+    with pytest.raises(ValueError, match="resume: .*sigma_o: 0.1 in the state, 5.0 now"):
+        ti.fit(small_spikes, 2, progress=False, max_iter=3, resume=states[-1], sigma_o=5.0)
+    # a state without a fingerprint (older checkpoints) still resumes
+    ti.fit(small_spikes, 2, progress=False, max_iter=3, resume=states[-1]._replace(fingerprint=None))
+
+
+def test_two_runs_into_one_directory_at_once(tmp_path):
+    out = tmp_path / "shared"
+    pause = tmp_path / "pause"
+    first = subprocess.Popen(
+        [sys.executable, "-c", _DRIVER, *RESUME_COMMON, f"hydra.run.dir={out}"],
+        cwd=tmp_path,
+        env=_env(PAUSE_FILE=str(pause)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(1200):
+            if pause.exists() or first.poll() is not None:
+                break
+            import time
+
+            time.sleep(0.05)
+        assert pause.exists(), first.communicate()[1][-2000:]
+        second = _cli([*RESUME_COMMON, "fit.sigma_o=0.5", f"hydra.run.dir={out}"], tmp_path)
+        assert second.returncode == 1
+        assert "is in use by another run" in second.stderr and "Traceback" not in second.stderr
+        pause.unlink()
+        _, err = first.communicate(timeout=240)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, err[-2000:]
+    res = load_results(out / "results.npz")
+    assert "fit.sigma_o=0.5" not in res["summary"]["overrides"]  # the first run's results, whole
+    _no_partial_files(out)
+    assert not (out / ".torch-ising.lock").exists()
+
+
+def _read_only_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "ro"
+    target.mkdir()
+    if os.geteuid() != 0:
+        target.chmod(0o555)
+        return target
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(target)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"root cannot mount a read-only tmpfs here: {proc.stderr.decode().strip()}")
+    return target
+
+
+def test_read_only_output_directory(tmp_path):
+    target = _read_only_dir(tmp_path)
+    try:
+        proc = _cli([*SMALL, "fit.max_iter=2", f"hydra.run.dir={target / 'run'}"], tmp_path)
+        assert proc.returncode != 0
+        assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr[-2000:]
+        assert "error" in proc.stderr
+        assert not any(target.rglob("*"))
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(target)], check=False)
+
+
+def test_full_disk(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    target = tmp_path / "full"
+    target.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(target)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {proc.stderr.decode().strip()}")
+    try:
+        run = target / "run"
+        args = ["data.N=4", "data.T=50", "data.R=10", "output.figures=[]", "fit.max_iter=2", "fit.device=cpu"]
+        proc = _cli([*args, f"hydra.run.dir={run}"], tmp_path)
+        assert proc.returncode != 0
+        assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert "No space left" in proc.stderr or "Errno 28" in proc.stderr, proc.stderr[-2000:]
+        assert not (run / "results.npz").exists() and not (run / "summary.json").exists()
+        _no_partial_files(run)
+        assert not (run / ".torch-ising.lock").exists()
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+def test_cli_results_file_loads_as_a_state_space_result(uninterrupted):
+    back = ti.StateSpaceResult.load(uninterrupted / "results.npz")
+    res = load_results(uninterrupted / "results.npz")
+    np.testing.assert_array_equal(back.theta_s.numpy(), res["theta_s"])
+    assert back.N == 3 and back.order == 2 and back.method == "exact"
+    assert back.mll_list == list(res["mll_list"])
+
+
+def test_sweep_with_a_failing_job_writes_the_table_and_lists_the_failure(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch_ising", "-m", "model.order=1,2,4", *SMALL, "fit.max_iter=2",
+         f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "1 sweep job(s) failed" in proc.stderr
+    import csv
+
+    with open(sweep / "comparison.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["order"]) for r in rows] == [1, 2]
+    text = (sweep / "comparison.txt").read_text()
+    assert "failed: 1 job(s)" in text and "model.order=4" in text and "larger than the number of neurons" in text
