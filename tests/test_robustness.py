@@ -666,3 +666,33 @@ def test_sweep_with_a_failing_job_writes_the_table_and_lists_the_failure(tmp_pat
     assert [int(r["order"]) for r in rows] == [1, 2]
     text = (sweep / "comparison.txt").read_text()
     assert "failed: 1 job(s)" in text and "model.order=4" in text and "larger than the number of neurons" in text
+
+
+# --------------------------------------------------------------------------- an honest memory estimate
+
+
+def test_probs_at_30_neurons_is_refused_before_allocating(monkeypatch):
+    from torch_ising import moments
+
+    # 32 GiB free: the old estimate (3 float64 vectors, 24 GiB) passed and then the int64 index arrays of the
+    # seed order (7 x 8 GiB) failed to allocate; the estimate now counts them and refuses at once
+    monkeypatch.setattr(moments, "_available_bytes", lambda device: 32 * 2**30)
+    assert moments.memory_estimate(30, seed_order=True) == 3 * 8 * 2**30 + 7 * 8 * 2**30
+    theta = torch.zeros(ti.compute_D(30, 2), dtype=torch.float64)
+    with pytest.raises(ti.ExactMemoryError, match="N=30 needs about 80 GiB"):
+        ti.probs(theta, 30, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc to measure peak memory")
+@pytest.mark.parametrize("N", [20, 22])
+def test_memory_estimate_bounds_the_measured_peak(N):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from bench_memory_estimate import measure
+    finally:
+        sys.path.pop(0)
+    for seed_order in (True, False):
+        peak, estimate = measure(N, seed_order)
+        # an upper bound, and an honest one (not twice what is used)
+        assert peak <= estimate <= 2 * peak, (N, seed_order, peak, estimate)

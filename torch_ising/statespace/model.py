@@ -426,6 +426,8 @@ def fit(
                 resume=_state_to(resume, dev, dtype),
                 on_state=on_state,
             )
+    except torch.linalg.LinAlgError as err:
+        raise ValueError(_singular_message(err, N, order, D, R_eff, T, q_form, learn_F)) from None
     finally:
         bar.close(None if out is None else out.converged)
     _warn_on_outcome(out, opts.max_iter, mstep, learn_F)
@@ -466,6 +468,21 @@ def fit(
         learn_Q=learn_Q,
         learn_F=learn_F,
         mstep=mstep,
+    )
+
+
+def _singular_message(err: Exception, N: int, order: int, D: int, R: int, T: int, q_form: str, learn_F: bool) -> str:
+    """Why a covariance of the filter or smoother stopped being positive definite, and what to change."""
+    first = str(err).splitlines()[0]
+    return (
+        f"the fit stopped: a posterior or state covariance became numerically singular ({first}). "
+        f"The data leave some of the D={D} statistics (N={N}, order={order}) with no information, e.g. "
+        f"patterns of order {order} that never occur in sparse data ({T} bins x {R} trials), a neuron that never "
+        f"or always fires, or duplicated neurons"
+        + (" with a full Q" if q_form == "full" else "")
+        + (" and a learned F" if learn_F else "")
+        + f". Fit a lower order (order={max(1, order - 1)}), a scalar state_cov, state_ar=None, or pool "
+        "more trials (window=)."
     )
 
 
