@@ -198,7 +198,7 @@ def test_sigterm_leaves_no_results_and_resume_reproduces_the_fit(tmp_path, rule)
     assert not (killed_dir / "results.npz").exists() and not (killed_dir / "summary.json").exists()
     assert not [p for p in os.listdir(killed_dir) if p.endswith(".tmp")]
     params, iteration, mll_list, meta = load_checkpoint(killed_dir / "checkpoint.npz")
-    assert iteration == _KILL_AT and len(mll_list) == _KILL_AT and meta["N"] == 3
+    assert iteration == _KILL_AT and len(mll_list) == _KILL_AT + 1 and meta["N"] == 3
 
     uninterrupted = tmp_path / "uninterrupted"
     cli.run_experiment(_compose(common), uninterrupted)
@@ -211,7 +211,7 @@ def test_sigterm_leaves_no_results_and_resume_reproduces_the_fit(tmp_path, rule)
     print(f"resume ({'/'.join(rule) or 'default'}): max |d theta_s| = {gap:.1e}")
     np.testing.assert_allclose(resumed["theta_s"], full["theta_s"], rtol=0, atol=1e-10)
     np.testing.assert_allclose(resumed["Q"], full["Q"], rtol=1e-9, atol=0)
-    np.testing.assert_allclose(resumed["mll_list"], full["mll_list"][1:], rtol=1e-10)
+    np.testing.assert_allclose(resumed["mll_list"], full["mll_list"], rtol=1e-10)
 
 
 def test_resume_refuses_a_checkpoint_of_other_data(tmp_path):

@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from ._validation import as_tensor, check_N_order, check_positive_int, check_spikes
@@ -202,6 +203,10 @@ def compare_orders(spikes: Any, orders: Sequence[int] = (1, 2, 3), **fit_kwargs:
 
     x = check_spikes(spikes, (3, 4))
     N = int(x.shape[-1])
+    orders = tuple(orders)
+    for o in orders:
+        if isinstance(o, bool) or not isinstance(o, (int, np.integer)):
+            raise ValueError(f"orders must hold integers (interaction orders 1..N); got {o!r} in {orders}")
     orders = tuple(int(o) for o in orders)
     if not orders:
         raise ValueError("orders must hold at least one interaction order")

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import torch
 
 from . import moments as _moments
-from ._validation import as_tensor, check_N_order, check_positive_int, check_theta
+from ._validation import as_tensor, check_covariance, check_finite, check_N_order, check_positive_int, check_theta
 from .thermodynamics import QuantityError, _check_data, _derived, check_quantities
 
 __all__ = [
@@ -114,12 +114,12 @@ def check_level(level: Any, name: str = "level") -> float:
 
 def _check_posterior(theta_s: Any, sigma_s: Any) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Returns theta_s, sigma_s and whether sigma_s holds full matrices (else diagonal variances)."""
-    m = as_tensor(theta_s)
+    m = check_finite(as_tensor(theta_s, name="theta_s"), "theta_s")
     if not m.is_floating_point():
         m = m.to(torch.get_default_dtype())
     if m.ndim < 1:
         raise ValueError(f"theta_s must have shape (..., D); got shape {tuple(m.shape)}")
-    S = as_tensor(sigma_s, dtype=m.dtype, device=m.device)
+    S = as_tensor(sigma_s, dtype=m.dtype, device=m.device, name="sigma_s")
     D = m.shape[-1]
     if S.shape == (*m.shape, D):
         full = True
@@ -132,6 +132,7 @@ def _check_posterior(theta_s: Any, sigma_s: Any) -> tuple[torch.Tensor, torch.Te
         )
     if not bool(torch.isfinite(S).all()):
         raise ValueError("sigma_s contains NaN or infinite values")
+    check_covariance(S, "sigma_s", diagonal=not full)
     return m, S, full
 
 

@@ -37,6 +37,12 @@ class NewtonResult(NamedTuple):
     converged: bool
 
 
+#: an accepted step shorter than this (after halvings) that changes the objective by less than _ROUND_OFF,
+#: relative, is at round-off level
+_TINY_STEP = 2.0**-16
+_ROUND_OFF = 16 * torch.finfo(torch.float64).eps
+
+
 def _direction(grad: torch.Tensor, hess: torch.Tensor) -> torch.Tensor:
     """Newton direction d = (-H)^{-1} g, with a gradient fallback where -H is not PD."""
     if hess.ndim == grad.ndim:  # diagonal Hessian
@@ -75,7 +81,7 @@ def _halve(objective: Objective, x, f, g, H, d, slope, done, first, max_halvings
         if bool(accepted.all()):
             break
         step = torch.where(accepted, step, step * 0.5)
-    return x_new, f_new, g_new, H_new, accepted
+    return x_new, f_new, g_new, H_new, accepted, step
 
 
 def newton_ascent(
@@ -123,8 +129,12 @@ def newton_ascent(
             x, f, g, H = cand, fc, gc, Hc
             done = (g.abs() / scale_t).amax(-1) <= tol
             continue
-        x, f, g, H, accepted = _halve(objective, x, f, g, H, d, slope, done, (cand, fc, gc, Hc), max_halvings)
-        stalled = ~accepted  # no ascent possible at round-off level: treat as converged
+        f_old = f
+        x, f, g, H, accepted, step = _halve(objective, x, f, g, H, d, slope, done, (cand, fc, gc, Hc), max_halvings)
+        # no ascent possible, or only a tiny step that gains at round-off level: the objective cannot tell better
+        # points apart, so each further iteration would cost up to max_halvings evaluations for nothing
+        at_round_off = (step <= _TINY_STEP) & ((f - f_old).abs() <= _ROUND_OFF * f_old.abs().clamp_min(1.0))
+        stalled = ~accepted | at_round_off
         done = ((g.abs() / scale_t).amax(-1) <= tol) | stalled
     converged = bool(((g.abs() / scale_t).amax(-1) <= tol).all())
     return NewtonResult(x, f, g, H, it, converged)

@@ -173,6 +173,8 @@ def _check_data(y: Any, R: Any, theta: torch.Tensor) -> tuple[torch.Tensor | Non
         raise ValueError(
             f"y must have shape (..., D) with D={theta.shape[-1]} like theta; got shape {tuple(y_t.shape)}"
         )
+    if y_t.is_floating_point() and not bool(torch.isfinite(y_t).all()):
+        raise ValueError("y contains NaN or infinite values; y must be the sufficient statistics of binary spikes")
     try:
         torch.broadcast_shapes(y_t.shape, theta.shape)
     except RuntimeError as err:
@@ -180,7 +182,7 @@ def _check_data(y: Any, R: Any, theta: torch.Tensor) -> tuple[torch.Tensor | Non
             f"y of shape {tuple(y_t.shape)} does not broadcast against theta of shape {tuple(theta.shape)}"
         ) from err
     R_t = as_tensor(R, dtype=theta.dtype, device=theta.device)
-    if R_t.numel() == 0 or not bool((R_t > 0).all()):
+    if R_t.numel() == 0 or not bool((R_t > 0).all()) or not bool(torch.isfinite(R_t).all()):
         raise ValueError(f"R must be a positive number of trials (or a tensor of them); got {R!r}")
     return y_t, R_t
 
@@ -258,15 +260,26 @@ def _derived(
     else:
         eta1 = eta[..., :N]
         log_eta1, log_1m_eta1 = eta1.log(), torch.log1p(-eta1)
+        S1 = -(torch.special.xlogy(eta1, eta1) + torch.special.xlogy(1 - eta1, 1 - eta1)).sum(-1)
+        sharp = ((eta1 <= 0) | (1 - eta1 < _SHARP)).any(-1)
+        if bool(sharp.any()):
+            # a neuron (almost) always silent or firing: 1 - eta1 has lost its digits, so these rows
+            # take log P(x_i = 1), log P(x_i = 0) and S2 from the pattern log-probabilities instead
+            log_eta1, log_1m_eta1, S1, S2 = log_eta1.clone(), log_1m_eta1.clone(), S1.clone(), S2.clone()
+            l1, l0, s2 = _log_marginals(theta[sharp], N, order)
+            log_eta1[sharp], log_1m_eta1[sharp], S2[sharp] = l1, l0, s2
+            # 0 log 0 = 0: a neuron that never (or always) fires contributes no entropy
+            S1[sharp] = -(_xlogx(l1) + _xlogx(l0)).sum(-1)
         theta1 = log_eta1 - log_1m_eta1
         psi1 = -log_1m_eta1.sum(-1)
-        S1 = -(torch.special.xlogy(eta1, eta1) + torch.special.xlogy(1 - eta1, 1 - eta1)).sum(-1)
         U1 = -(torch.nan_to_num(theta1) * eta1).sum(-1)
         dtheta = theta.clone()
         dtheta[..., :N] = theta[..., :N] - theta1
         dkl = (eta * dtheta).sum(-1) - (psi - psi1)
-    S_ratio = torch.zeros_like(S1) if order == 1 else (S1 - S2) / S1
-    multi_information = 100.0 * (S1 - S2) / (N * math.log(2.0) - S2)
+    # limits: S1 = 0 means both models are deterministic (S2 <= S1), and S2 = N log 2 means both are
+    # uniform (S1 >= S2); either way the two models coincide, so the ratios are 0
+    S_ratio = torch.zeros_like(S1) if order == 1 else _ratio(S1 - S2, S1)
+    multi_information = 100.0 * _ratio(S1 - S2, N * math.log(2.0) - S2)
 
     llk1 = llk2 = None
     if y_t is not None:
@@ -288,6 +301,44 @@ def _derived(
         multi_information=multi_information,
     )
     return record, eta
+
+
+#: 1 - eta1 below this is recomputed from the pattern log-probabilities (see :func:`_log_marginals`).
+_SHARP = 1e-10
+
+
+def _xlogx(log_p: torch.Tensor) -> torch.Tensor:
+    """p log p from log p, with 0 log 0 = 0."""
+    return torch.where(log_p > -math.inf, log_p.exp() * log_p, torch.zeros_like(log_p))
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """num / den, and 0 where den <= 0 (the 0 / 0 limits of S_ratio and the multi-information)."""
+    ok = den > 0
+    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
+def _log_marginals(theta: torch.Tensor, N: int, order: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """log P(x_i = 1), log P(x_i = 0) (each (k, N)) and the entropy S2 (k,) from the pattern log-probabilities.
+
+    Exact where 1 - eta_i rounds to 0 in linear space: the log-probabilities keep every digit.
+    Chunked over rows to bound the (rows, 2^N) working set.
+    """
+    row_bytes = 4 * 2**N * theta.element_size()
+    rows = max(1, min(theta.shape[0], _CHUNK_BYTES // row_bytes))
+    l1s, l0s, s2s = [], [], []
+    for r in range(0, theta.shape[0], rows):
+        E = _moments.energies(theta[r : r + rows], N, order, seed_order=False)  # (k, 2^N), bit i = neuron i
+        logp = E - torch.logsumexp(E, -1, keepdim=True)
+        s2s.append(-_xlogx(logp).sum(-1))
+        l1, l0 = [], []
+        for i in range(N):
+            v = logp.reshape(-1, 2 ** (N - 1 - i), 2, 2**i)
+            l1.append(torch.logsumexp(v[:, :, 1, :], dim=(-2, -1)))
+            l0.append(torch.logsumexp(v[:, :, 0, :], dim=(-2, -1)))
+        l1s.append(torch.stack(l1, -1))
+        l0s.append(torch.stack(l0, -1))
+    return torch.cat(l1s), torch.cat(l0s), torch.cat(s2s)
 
 
 def heat_capacity_curve(theta: Any, N: int, order: int = 2, betas: Any = None) -> torch.Tensor:

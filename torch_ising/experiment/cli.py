@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import math
 import os
 import re
 import signal
@@ -185,7 +186,7 @@ class _Checkpointer:
             self.written += 1
 
 
-def _load_resume_state(path: Path, meta: Mapping[str, Any]) -> tuple[Any, int, list[float]]:
+def _load_resume_state(path: Path, meta: Mapping[str, Any], fit_stop: str = "") -> tuple[Any, int, list[float]]:
     import torch
 
     from ..statespace import EMState, StateSpaceParams
@@ -210,7 +211,14 @@ def _load_resume_state(path: Path, meta: Mapping[str, Any]) -> tuple[Any, int, l
         return None if a is None else torch.from_numpy(np.asarray(a))
 
     params = StateSpaceParams(*(tensor(n) for n in PARAM_FIELDS))
-    state = EMState(iteration, params, *(tensor(n) for n in STATE_FIELDS))
+    fingerprint = arrays.get("fingerprint")
+    state = EMState(iteration, params, *(tensor(n) for n in STATE_FIELDS), fingerprint=fingerprint)
+    if saved.get("history_from") != "initial E-step" and fit_stop != "ssll":
+        print(
+            f"{_PROG}: note: checkpoint {path} was written by an older torch-ising; mll_list will lack the l of "
+            "the initial E-step",
+            flush=True,
+        )
     return state, iteration, history
 
 
@@ -235,6 +243,33 @@ def _data_config(cfg: DictConfig) -> dict[str, Any]:
 
 def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Run one experiment: load the data, fit, and write results, summary and figures into ``output_dir``.
+
+    The run holds a lock file in ``output_dir`` (another run there is refused), removes the temporary
+    files a killed run left, and writes ``summary.json`` last: a directory without it holds no
+    complete result.
+
+    Args:
+        cfg: a composed config (:class:`~torch_ising.experiment.schemas.ExperimentConfig`).
+        output_dir: the run's directory.
+        overrides: the command-line overrides of this run (recorded in the summary).
+
+    Returns:
+        the summary: N, T, R, order, mll, aic, bic, k, iterations, wall_time, paths, ...
+
+    Raises:
+        RunDirectoryBusy: when another live run holds ``output_dir``.
+    """
+    from .outputs import FAILED_FILE, remove_stale_temporaries, run_lock
+
+    output_dir = Path(output_dir).resolve()
+    with run_lock(output_dir):
+        remove_stale_temporaries(output_dir)
+        (output_dir / FAILED_FILE).unlink(missing_ok=True)
+        return _run_experiment(cfg, output_dir, overrides)
+
+
+def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The body of :func:`run_experiment`, run while holding the directory's lock.
 
     Args:
         cfg: a composed config (:class:`~torch_ising.experiment.schemas.ExperimentConfig`).
@@ -314,10 +349,15 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
     resume, start, history = None, 0, []
     if fit_cfg.resume:
         if ckpt_path.is_file():
-            resume, start, history = _load_resume_state(ckpt_path, meta)
+            resume, start, history = _load_resume_state(ckpt_path, meta, fit_cfg.stop)
             print(f"{_PROG}: resuming from {ckpt_path} (EM iteration {start})", flush=True)
         else:
             print(f"{_PROG}: fit.resume=true but there is no checkpoint at {ckpt_path}; starting afresh", flush=True)
+    if fit_cfg.checkpoint_every and resume is None and fit_cfg.stop != "ssll":
+        # l of the initial E-step opens the l history (the fit's mll_list[0]); one E-step computes it, so that a
+        # resumed run's history is the uninterrupted run's (the published rule records no initial entry)
+        history = [float(fit(spikes, model_cfg.order, **{**kwargs, "progress": False}, mstep=False).mll)]
+    meta["history_from"] = "initial E-step"
     checkpointer = _Checkpointer(ckpt_path, fit_cfg.checkpoint_every, start, history, meta)
     # max_iter counts the iterations before the resume too; the fit takes the uninterrupted run's steps
     with warnings.catch_warnings(record=True) as caught:
@@ -379,6 +419,9 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
         summary["reliable_min_bins"] = out_cfg.reliable_min_bins
 
     written: dict[str, Any] = {}
+    # summary.json marks a complete run: it goes first and is written again last, so that the directory never
+    # pairs one run's summary with another run's results
+    (output_dir / "summary.json").unlink(missing_ok=True)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     if out_cfg.results:
         arrays = result_arrays(result)
@@ -408,9 +451,9 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
     summary["results_file"] = str(written.get("results", ""))
     summary["figures"] = [str(p) for p in figures]
     text = format_summary(summary, title=f"{_PROG} summary (experiment: {summary['name']})")
-    write_json(output_dir / "summary.json", summary)
     if out_cfg.summary:
         written["summary"] = write_text(output_dir / "summary.txt", text + "\n")
+    write_json(output_dir / "summary.json", summary)
     lines = [text, f"  {'output dir':<14} {output_dir}"]
     if "results" in written:
         lines.append(f"  {'results':<14} {written['results']}")
@@ -425,6 +468,10 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
 # --------------------------------------------------------------------------------------------- sweeps
 
 
+#: the failed jobs of the last multirun (set by :class:`SweepTableCallback`; the command then exits 1)
+_SWEEP_FAILURES: list[str] = []
+
+
 class SweepTableCallback(Callback):
     """Hydra callback: after a multirun, tabulate every run's mll, AIC and BIC in the sweep directory."""
 
@@ -434,7 +481,12 @@ class SweepTableCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_absolute():
             sweep_dir = Path(config.hydra.runtime.cwd) / sweep_dir
+        from .outputs import collect_failures
+
         written = write_sweep_table(sweep_dir)
+        failures = collect_failures(sweep_dir)
+        if failures:
+            _SWEEP_FAILURES[:] = [f"job {f['job']}: {f.get('error', '')}" for f in failures]
         if written:
             print(f"{_PROG}: sweep table {written[0]} ({', '.join(p.name for p in written)})", flush=True)
             print((sweep_dir / "comparison.txt").read_text(encoding="utf-8"), end="", flush=True)
@@ -540,16 +592,29 @@ def _task(cfg: DictConfig) -> float:
     try:
         with _sigterm_as_exit():
             summary = run_experiment(cfg, output_dir, overrides)
-    except _Terminated:
+    except (_Terminated, KeyboardInterrupt) as exc:
+        how = "SIGTERM" if isinstance(exc, _Terminated) else "Ctrl-C (SIGINT)"
         sys.stderr.write(
-            f"{_PROG}: stopped by SIGTERM; no results were written. Checkpoints (fit.checkpoint_every > 0) are in "
+            f"{_PROG}: stopped by {how}; no results were written. Checkpoints (fit.checkpoint_every > 0) are in "
             f"{output_dir}; resume with fit.resume=true hydra.run.dir={output_dir}\n"
         )
+        if isinstance(exc, KeyboardInterrupt):
+            raise SystemExit(128 + signal.SIGINT) from None
         raise
     except Exception as exc:
-        if _debug() or hc.mode == RunMode.MULTIRUN:
+        if _debug():
             raise
-        raise SystemExit(f"{_PROG}: error: {one_line_error(exc)} (HYDRA_FULL_ERROR=1 shows the traceback)") from None
+        message = f"{_PROG}: error: {one_line_error(exc)} (HYDRA_FULL_ERROR=1 shows the traceback)"
+        if hc.mode == RunMode.MULTIRUN:
+            # the sweep goes on: the failure is recorded for the comparison table, which lists it
+            from .outputs import FAILED_FILE, RunDirectoryBusy, write_json
+
+            sys.stderr.write(message + "\n")
+            if not isinstance(exc, RunDirectoryBusy):
+                record = {"job": hc.job.num, "overrides": overrides, "error": one_line_error(exc)}
+                write_json(output_dir / FAILED_FILE, record)
+            return math.nan
+        raise SystemExit(message) from None
     return float(summary["mll"])
 
 
@@ -569,6 +634,12 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         _task()
+        if _SWEEP_FAILURES:
+            sys.stderr.write(f"{_PROG}: error: {len(_SWEEP_FAILURES)} sweep job(s) failed: {_SWEEP_FAILURES[0]}\n")
+            sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{_PROG}: stopped by Ctrl-C (SIGINT)\n")
+        sys.exit(128 + signal.SIGINT)
     except Exception as exc:
         if debug:
             raise

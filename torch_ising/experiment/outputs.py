@@ -14,13 +14,16 @@ Everything is readable with numpy alone and nothing is ever unpickled:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
+import socket
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,6 +48,10 @@ __all__ = [
     "write_sweep_table",
     "fit_bin_times",
     "write_reliable_couplings",
+    "RunDirectoryBusy",
+    "run_lock",
+    "remove_stale_temporaries",
+    "FAILED_FILE",
 ]
 
 
@@ -80,6 +87,89 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             os.unlink(tmp)
         raise
     return path
+
+
+class RunDirectoryBusy(RuntimeError):
+    """Another run holds the output directory's lock file."""
+
+
+#: the lock file a run holds in its output directory
+LOCK_FILE = ".torch-ising.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(directory: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``<directory>/.torch-ising.lock`` while a run writes there.
+
+    The lock is created with O_EXCL and holds the owner's pid and host. A lock left by a process that
+    no longer runs (killed with SIGKILL, say) on this host is taken over.
+
+    Raises:
+        RunDirectoryBusy: when a live process holds the lock.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_FILE
+    me = f"{os.getpid()} {socket.gethostname()}\n"
+    for _attempt in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_UMASK)
+        except FileExistsError:
+            try:
+                owner = path.read_text(encoding="utf-8").split()
+            except (FileNotFoundError, UnicodeDecodeError):
+                owner = []
+            if not owner:  # vanished, or its owner is between open and write: look again
+                time.sleep(0.05)
+                if not path.exists():
+                    continue
+                owner = path.read_text(encoding="utf-8", errors="replace").split() or ["?"]
+            pid = int(owner[0]) if owner[0].isdigit() else -1
+            host = owner[1] if len(owner) > 1 else ""
+            if pid > 0 and host == socket.gethostname() and not _pid_alive(pid):
+                with contextlib.suppress(FileNotFoundError):  # a stale lock: its owner was killed
+                    os.unlink(path)
+                continue
+            raise RunDirectoryBusy(
+                f"output directory {directory} is in use by another run (pid {owner[0]} on {host or '?'}, lock file "
+                f"{path}); wait for it to finish, choose another hydra.run.dir, or delete the lock file if that "
+                "run is gone"
+            ) from None
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(me)
+        break
+    else:
+        raise RunDirectoryBusy(f"output directory {directory}: could not take the lock file {path}")
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_text(encoding="utf-8") == me:
+                os.unlink(path)
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.<name>.<random>.tmp``) a killed write left in ``directory`` and below.
+
+    Only call it while holding :func:`run_lock`, so that no other run is writing there.
+    """
+    removed = []
+    for tmp in Path(directory).rglob(".*.tmp"):
+        if tmp.is_file() and not tmp.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -254,6 +344,8 @@ def save_checkpoint(
     """
     arrays: dict[str, Any] = {f"param_{name}": getattr(state.params, name) for name in PARAM_FIELDS}
     arrays.update({f"state_{name}": getattr(state, name) for name in STATE_FIELDS})
+    if getattr(state, "fingerprint", None) is not None:
+        arrays["state_fingerprint"] = state.fingerprint
     arrays["iteration"] = np.int64(state.iteration)
     arrays["mll_list"] = np.asarray(list(mll_list), dtype=np.float64)
     arrays["meta_json"] = json.dumps(_jsonable(dict(meta)))
@@ -270,6 +362,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray | Non
     z = load_npz(path)
     arrays = {name: z.get(f"param_{name}") for name in PARAM_FIELDS}
     arrays.update({name: z.get(f"state_{name}") for name in STATE_FIELDS})
+    arrays["fingerprint"] = z.get("state_fingerprint")
     return arrays, int(z["iteration"]), np.atleast_1d(z["mll_list"]).tolist(), json.loads(z["meta_json"])
 
 
@@ -559,6 +652,8 @@ def collect_summaries(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """Read ``summary.json`` of every run under a sweep directory (one level down), in job order."""
     rows = []
     for path in sorted(Path(sweep_dir).glob("*/summary.json")):
+        if (path.parent / FAILED_FILE).exists():  # this job's latest run failed: its summary is an older run's
+            continue
         with open(path, encoding="utf-8") as fh:
             row = json.load(fh)
         row.setdefault("job", path.parent.name)
@@ -569,6 +664,24 @@ def collect_summaries(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
         return (int(job), job) if job.isdigit() else (1 << 30, job)
 
     return sorted(rows, key=key)
+
+
+#: the record a failed sweep job leaves in its directory (job, overrides, error)
+FAILED_FILE = "failed.json"
+
+
+def collect_failures(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read ``failed.json`` of every failed run under a sweep directory, in job order."""
+    rows = []
+    for path in sorted(Path(sweep_dir).glob(f"*/{FAILED_FILE}")):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                row = json.load(fh)
+        except (OSError, json.JSONDecodeError):
+            row = {"error": f"unreadable {path}"}
+        row.setdefault("job", path.parent.name)
+        rows.append(row)
+    return sorted(rows, key=lambda r: (int(r["job"]), "") if str(r["job"]).isdigit() else (1 << 30, str(r["job"])))
 
 
 def write_sweep_table(sweep_dir: str | os.PathLike, dpi: int = 100) -> list[Path]:
@@ -583,7 +696,8 @@ def write_sweep_table(sweep_dir: str | os.PathLike, dpi: int = 100) -> list[Path
     """
     sweep_dir = Path(sweep_dir)
     rows = collect_summaries(sweep_dir)
-    if not rows:
+    failures = collect_failures(sweep_dir)
+    if not rows and not failures:
         return []
     table = []
     for row in rows:
@@ -612,6 +726,10 @@ def write_sweep_table(sweep_dir: str | os.PathLike, dpi: int = 100) -> list[Path
             f"{r['job']!s:>4} {r['order']!s:>5} {r['N']!s:>4} {r['T']!s:>5} {r['R']!s:>5} {r['k']!s:>5} "
             f"{num(r['mll'])} {num(r['aic'])} {num(r['bic'])}  {lowest:<8} {r['overrides']}"
         )
+    if failures:
+        lines.append(f"failed: {len(failures)} job(s)")
+        for f in failures:
+            lines.append(f"{f['job']!s:>4} {' '.join(f.get('overrides') or [])}: {f.get('error', '')}")
     written.append(write_text(sweep_dir / "comparison.txt", "\n".join(lines) + "\n"))
 
     orders = [r["order"] for r in finite]

@@ -19,7 +19,15 @@ import torch
 from torch import nn
 
 from .._threads import threads_for
-from .._validation import as_tensor, check_N_order, check_positive_int, check_spikes, n_params
+from .._validation import (
+    as_tensor,
+    check_finite,
+    check_fit_options,
+    check_N_order,
+    check_positive_int,
+    check_spikes,
+    n_params,
+)
 from .._warnings import user_stacklevel
 from ..basis import rebin, subsets, sufficient_stats
 from ..moments import ExactMemoryError, check_memory
@@ -27,7 +35,7 @@ from .em import STOP_RULES, EMOptions, check_estep, run_em
 from .filter import check_map_method
 from .joint import filtered_from_joint
 from .observation import ExactIsing, ObservationModel
-from .records import EMState, StateSpaceParams
+from .records import EMState, StateSpaceParams, check_fingerprint, fit_fingerprint
 from .result import StateSpaceResult
 
 __all__ = ["fit", "StateSpaceIsing", "FitWarning", "OBSERVATION_MODELS", "resolve_device"]
@@ -130,7 +138,7 @@ def _parse_state_cov(
         if T > 1:
             raise ValueError("state_cov=None/0 (no state noise) is only allowed with T = 1 or stationary=True")
         return "scalar", (0.01 * eye).expand(B, D, D).clone(), False
-    q = as_tensor(state_cov, dtype=dtype, device=device)
+    q = as_tensor(state_cov, dtype=dtype, device=device, name="state_cov")
     if not bool(torch.isfinite(q).all()):
         raise ValueError("state_cov contains NaN or infinite values")
     if q.ndim == 0:
@@ -167,7 +175,7 @@ def _parse_state_cov_diag(state_cov: Any, D: int, N: int, T: int, dtype, device)
         if T > 1:
             raise ValueError("state_cov=None/0 (no state noise) is only allowed with T = 1 or stationary=True")
         return "scalar", torch.full((D,), 0.01, dtype=dtype, device=device), False
-    q = as_tensor(state_cov, dtype=dtype, device=device)
+    q = as_tensor(state_cov, dtype=dtype, device=device, name="state_cov")
     if not bool(torch.isfinite(q).all()) or bool((q <= 0).any()):
         raise ValueError("state_cov must be positive and finite")
     if q.ndim == 0:
@@ -189,7 +197,7 @@ def _parse_state_ar(state_ar: Any, D: int, B: int, dtype, device, diagonal: bool
     eye = torch.eye(D, dtype=dtype, device=device)
     if state_ar is None:
         return eye.expand(B, D, D).clone(), False
-    F = as_tensor(state_ar, dtype=dtype, device=device)
+    F = check_finite(as_tensor(state_ar, dtype=dtype, device=device, name="state_ar"), "state_ar")
     if F.ndim == 0:
         return (F * eye).expand(B, D, D).clone(), True
     if F.shape != (D, D):
@@ -200,12 +208,12 @@ def _parse_state_ar(state_ar: Any, D: int, B: int, dtype, device, diagonal: bool
 def _parse_prior(
     theta_o: Any, sigma_o: Any, D: int, B: int, dtype, device, diagonal: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    mu = as_tensor(theta_o, dtype=dtype, device=device)
+    mu = check_finite(as_tensor(theta_o, dtype=dtype, device=device, name="theta_o"), "theta_o")
     if mu.ndim == 0:
         mu = mu.expand(D)
     if mu.shape != (D,):
         raise ValueError(f"theta_o must be a scalar or have shape (D,) = ({D},); got {tuple(mu.shape)}")
-    s = as_tensor(sigma_o, dtype=dtype, device=device)
+    s = check_finite(as_tensor(sigma_o, dtype=dtype, device=device, name="sigma_o"), "sigma_o")
     if diagonal:
         if s.ndim == 0 and not float(s) > 0:
             raise ValueError(f"sigma_o must be > 0, got {float(s)}")
@@ -397,7 +405,7 @@ def fit(
     if u is not None:
         if stationary:
             raise ValueError("u (exogenous input) cannot be combined with stationary=True")
-        ut = as_tensor(u, dtype=dtype, device=dev)
+        ut = check_finite(as_tensor(u, dtype=dtype, device=dev, name="u"), "u")
         if ut.ndim == 1:
             ut = ut[:, None]
         if ut.ndim == 2:
@@ -430,6 +438,18 @@ def fit(
 
     if max_iter is None:
         max_iter = 100 if stop == "ssll" else 1000
+    max_iter, tol, newton_tol = check_fit_options(max_iter, tol, newton_tol)
+    fingerprint = fit_fingerprint(
+        x,
+        dict(order=order, window=window, state_cov=state_cov, state_ar=state_ar, u=u, theta_o=theta_o,
+             sigma_o=sigma_o, tol=tol, stop=stop, stationary=stationary, mstep=mstep, dtype=dtype, method=method,
+             eta_method=eta_method, newton_tol=newton_tol, map_method=map_method, init=init,
+             method_options=method_options),
+    )  # fmt: skip
+    if resume is not None:
+        check_fingerprint(resume.fingerprint, fingerprint)
+    if on_state is not None:
+        on_state = _with_fingerprint(on_state, fingerprint)
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
     if map_method is None:
@@ -471,6 +491,8 @@ def fit(
                 resume=_state_to(resume, dev, dtype),
                 on_state=on_state,
             )
+    except torch.linalg.LinAlgError as err:
+        raise ValueError(_singular_message(err, N, order, D, R_eff, T, q_form, learn_F)) from None
     finally:
         bar.close(None if out is None else out.converged)
     _warn_on_outcome(out, opts.max_iter, mstep, learn_F)
@@ -562,6 +584,20 @@ def _unidentifiable(y: torch.Tensor, N: int, order: int, mstep: bool) -> torch.T
     )
     return flagged
 
+def _singular_message(err: Exception, N: int, order: int, D: int, R: int, T: int, q_form: str, learn_F: bool) -> str:
+    """Why a covariance of the filter or smoother stopped being positive definite, and what to change."""
+    first = str(err).splitlines()[0]
+    return (
+        f"the fit stopped: a posterior or state covariance became numerically singular ({first}). "
+        f"The data leave some of the D={D} statistics (N={N}, order={order}) with no information, e.g. "
+        f"patterns of order {order} that never occur in sparse data ({T} bins x {R} trials), a neuron that never "
+        f"or always fires, or duplicated neurons"
+        + (" with a full Q" if q_form == "full" else "")
+        + (" and a learned F" if learn_F else "")
+        + f". Fit a lower order (order={max(1, order - 1)}), a scalar state_cov, state_ar=None, or pool "
+        "more trials (window=)."
+    )
+
 
 def _warn_on_outcome(out: Any, max_iter: int, mstep: bool, learn_F: bool) -> None:
     """Warn (:class:`FitWarning`) when the stopping rule was not met, or a learned F is explosive.
@@ -599,7 +635,7 @@ def _state_to(state: EMState | None, dev: torch.device, dtype: torch.dtype) -> E
         return None
 
     def move(v: Any) -> Any:
-        if v is None or isinstance(v, int):
+        if v is None or isinstance(v, (int, str)):
             return v
         if isinstance(v, tuple):
             return type(v)(*(move(w) for w in v))
@@ -607,6 +643,11 @@ def _state_to(state: EMState | None, dev: torch.device, dtype: torch.dtype) -> E
         return t if t.dtype == torch.bool else t.to(dtype)
 
     return EMState(*(move(v) for v in state))
+
+
+def _with_fingerprint(on_state: Callable[[EMState], None], fingerprint: str) -> Callable[[EMState], None]:
+    """``on_state`` given each state with the fit's fingerprint attached."""
+    return lambda state: on_state(state._replace(fingerprint=fingerprint))
 
 
 def _diagonalise(p: StateSpaceParams, learn_F: bool) -> StateSpaceParams:

@@ -5,8 +5,11 @@ All tensors carry a leading batch dimension B (independent data sets).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import hashlib
+import json
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 
@@ -87,6 +90,9 @@ class EMState(NamedTuple):
         g_prev: the previous EM image (B, K), or None.
         dF: Anderson residual differences (B, K, m), or None (no history yet, or plain EM).
         dG: Anderson image differences (B, K, m), or None.
+        fingerprint: what the fit was run on, as JSON text (:func:`fit_fingerprint`): a hash of the data
+            and the value of every setting that changes the fit; a resume with other data or settings is
+            refused. None in states made before fingerprints existed (then nothing is checked).
     """
 
     iteration: int
@@ -101,3 +107,55 @@ class EMState(NamedTuple):
     g_prev: torch.Tensor | None = None
     dF: torch.Tensor | None = None
     dG: torch.Tensor | None = None
+    fingerprint: str | None = None
+
+
+def _describe(value: Any) -> Any:
+    """A JSON-able description of a setting: numbers as they are, arrays (beyond 8 entries) by shape and hash."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.dtype):
+        return str(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (bool, int, float)) for v in value):
+        return list(value)
+    if isinstance(value, dict):
+        return {str(k): _describe(v) for k, v in sorted(value.items())}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named record such as StateSpaceParams
+        return {k: _describe(v) for k, v in zip(value._fields, value, strict=True)}
+    a = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if a.dtype == object:
+        return repr(value)
+    if a.size <= 8:
+        return a.astype(np.float64).tolist() if a.dtype.kind in "biuf" else a.tolist()
+    digest = hashlib.sha256(np.ascontiguousarray(a.astype(np.float64) if a.dtype.kind in "biu" else a)).hexdigest()
+    return f"array{tuple(a.shape)} sha256:{digest[:16]}"
+
+
+def fit_fingerprint(spikes: torch.Tensor, settings: dict[str, Any]) -> str:
+    """JSON text recording the data (shape and a SHA-256 of its 0/1 values) and every setting of a fit."""
+    x = spikes.detach().to("cpu", torch.uint8).contiguous().numpy()
+    data = f"shape {tuple(x.shape)} sha256:{hashlib.sha256(x).hexdigest()[:16]}"
+    return json.dumps({"data": data, **{k: _describe(v) for k, v in settings.items()}}, sort_keys=True)
+
+
+def check_fingerprint(saved: str | None, current: str) -> None:
+    """Refuse to resume a state made for other data or settings, naming what differs.
+
+    Raises:
+        ValueError: listing each differing entry with the state's and this fit's values.
+    """
+    if saved is None:
+        return
+    try:
+        old = json.loads(saved)
+    except (TypeError, json.JSONDecodeError):
+        raise ValueError("resume: the EMState's fingerprint is not valid JSON; start afresh") from None
+    new = json.loads(current)
+    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if diff:
+        parts = "; ".join(f"{k}: {old.get(k)!r} in the state, {new.get(k)!r} now" for k in diff)
+        what = "other data" if "data" in diff else "other settings"
+        raise ValueError(
+            f"resume: the EMState was made for {what} ({parts}); resume with the same data and settings, "
+            "or start afresh without resume="
+        )

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -186,12 +187,20 @@ class StateSpaceResult:
         return out
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write an ``.npz`` (no pickled objects), atomically (temporary file, then rename)."""
+        """Write an ``.npz`` (no pickled objects), atomically (temporary file, then rename).
+
+        The file's mode follows the umask (as any new file). A path without a suffix gains ``.npz``.
+
+        Raises:
+            ValueError: for a suffix other than ``.npz``.
+        """
         path = Path(path)
-        if path.suffix != ".npz":
+        if path.suffix == "":
             path = path.with_suffix(".npz")
+        elif path.suffix != ".npz":
+            raise ValueError(f"path must end in .npz (a numpy archive); got {str(path)!r}")
         arrays: dict[str, np.ndarray] = {}
-        meta: dict[str, Any] = {}
+        meta: dict[str, Any] = {"format": FILE_FORMAT, "format_version": FILE_VERSION}
         for k, v in self.to_numpy().items():
             if isinstance(v, np.ndarray):
                 arrays[k] = v
@@ -203,6 +212,7 @@ class StateSpaceResult:
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, **arrays)
+            os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -211,23 +221,160 @@ class StateSpaceResult:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: torch.device | str | None = None) -> StateSpaceResult:
-        """Read a result written by :meth:`save` (never unpickles)."""
-        names = {f.name for f in dataclasses.fields(cls)}
+    def load(
+        cls, path: str | os.PathLike, device: torch.device | str | None = None, max_bytes: int | None = None
+    ) -> StateSpaceResult:
+        """Read a result written by :meth:`save` or the CLI's ``results.npz`` (never unpickles).
+
+        Args:
+            path: the ``.npz`` file.
+            device: where the tensors go (default cpu).
+            max_bytes: the most bytes the arrays may take once read; by default the larger of
+                256 MiB and 50 times the file's size (a guard against a zip bomb).
+
+        Raises:
+            ValueError: one line naming the file, for a truncated or foreign file, another format
+                version, missing keys, wrong dtypes or shapes, non-finite values, or arrays too large.
+        """
+        kwargs = _read_result_file(Path(path), {f.name for f in dataclasses.fields(cls)}, device, max_bytes)
+        return cls(**kwargs)
+
+
+#: the ``format`` and ``format_version`` recorded in a saved result
+FILE_FORMAT = "torch_ising.StateSpaceResult"
+FILE_VERSION = 1
+
+_REQUIRED = ("theta_s", "sigma_s", "eta_s", "theta_f", "sigma_f", "mll", "mll_list", "Q", "F", "mu", "Sigma", "y")
+_INT_FIELDS = ("N", "D", "T", "R", "order", "iterations", "e_steps", "window")
+_STR_FIELDS = ("method", "stop", "q_form")
+_BOOL_FIELDS = ("learn_Q", "learn_F", "mstep")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _read_result_file(path: Path, names: set[str], device: Any, max_bytes: int | None) -> dict[str, Any]:
+    """Checked fields of a result file, as :class:`StateSpaceResult` keyword arguments."""
+    from .._validation import n_params
+
+    def fail(what: str) -> ValueError:
+        return ValueError(f"{path}: {what}")
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such result file")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise fail(f"not a readable .npz result file (truncated or not a numpy archive: {err})") from None
+    total = sum(i.file_size for i in infos)
+    limit = max_bytes if max_bytes is not None else max(2**28, 50 * path.stat().st_size)
+    if total > limit:
+        raise fail(
+            f"its arrays would take {total / 2**20:.1f} MiB once read, over the limit of {limit / 2**20:.1f} MiB "
+            "(a zip bomb or a foreign file); pass max_bytes= to read a genuine large result"
+        )
+    raw: dict[str, np.ndarray] = {}
+    try:
         with np.load(path, allow_pickle=False) as d:
-            meta = json.loads(str(d["meta_json"])) if "meta_json" in d.files else {}
-            kwargs: dict[str, Any] = dict(meta)
             for k in d.files:
-                if k not in names:
-                    continue
-                a = d[k]
-                if k == "mll_list":
-                    kwargs[k] = a.tolist()
-                elif k == "mll" and a.ndim == 0:
-                    kwargs[k] = float(a)
-                elif k == "converged" and a.ndim == 0:
-                    kwargs[k] = bool(a)
-                else:
-                    kwargs[k] = torch.from_numpy(a).to(device)
-        kwargs.setdefault("U", None)
-        return cls(**{k: v for k, v in kwargs.items() if k in names})
+                raw[k] = d[k]
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise fail(f"not a readable .npz result file (truncated or corrupt: {str(err).splitlines()[0]})") from None
+    meta: dict[str, Any] = {}
+    if "meta_json" in raw:
+        try:
+            meta = json.loads(str(raw.pop("meta_json")))
+        except json.JSONDecodeError:
+            raise fail("meta_json is not valid JSON") from None
+        if not isinstance(meta, dict):
+            raise fail("meta_json must hold a JSON object")
+    fmt, version = meta.pop("format", FILE_FORMAT), meta.pop("format_version", FILE_VERSION)
+    if fmt != FILE_FORMAT or version != FILE_VERSION:
+        raise fail(
+            f"written as {fmt!r} version {version!r}; this torch_ising reads {FILE_FORMAT!r} version {FILE_VERSION}"
+        )
+    for k, a in raw.items():  # the CLI stores the scalars as 0-d arrays
+        if k in names and k not in meta and a.ndim == 0 and k not in ("mll", "converged"):
+            meta[k] = a.item()
+    missing = [
+        k
+        for k in (*_REQUIRED, "N", "order", "D", "T", "R", "iterations", "e_steps", "converged")
+        if k not in raw and k not in meta
+    ]
+    if missing:
+        raise fail(f"missing {', '.join(missing)}; not a complete StateSpaceResult file")
+    kwargs: dict[str, Any] = {}
+    for k in _INT_FIELDS:
+        if k in meta:
+            v = meta[k]
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k in ("iterations", "e_steps") else 1):
+                raise fail(f"{k} must be a positive integer, got {v!r}")
+            kwargs[k] = v
+    for k in _STR_FIELDS:
+        if k in meta:
+            if not isinstance(meta[k], str):
+                raise fail(f"{k} must be a string, got {meta[k]!r}")
+            kwargs[k] = meta[k]
+    for k in _BOOL_FIELDS:
+        if k in meta:
+            if not isinstance(meta[k], bool):
+                raise fail(f"{k} must be true or false, got {meta[k]!r}")
+            kwargs[k] = meta[k]
+    if "wall_time" in meta:
+        kwargs["wall_time"] = float(meta["wall_time"])
+    N, order, D, T = kwargs["N"], kwargs["order"], kwargs["D"], kwargs["T"]
+    if order > N or D != n_params(N, order):
+        raise fail(f"D = {D} does not match N = {N}, order = {order}")
+    for k, a in raw.items():
+        if k not in names or k in kwargs:
+            continue
+        if k == "converged":
+            if a.dtype != np.bool_:
+                raise fail(f"converged must be boolean, got dtype {a.dtype}")
+            kwargs[k] = bool(a) if a.ndim == 0 else torch.from_numpy(a).to(device)
+            continue
+        if a.dtype.kind != "f":
+            raise fail(f"{k} must hold floating-point numbers, got dtype {a.dtype}")
+        if not np.isfinite(a).all():
+            raise fail(f"{k} contains NaN or infinite values")
+        if k == "mll_list":
+            kwargs[k] = a.tolist()
+        elif k == "mll" and a.ndim == 0:
+            kwargs[k] = float(a)
+        else:
+            kwargs[k] = torch.from_numpy(a).to(device)
+    if "converged" not in kwargs and isinstance(meta.get("converged"), bool):
+        kwargs["converged"] = meta["converged"]
+    if "mll" not in kwargs:
+        if isinstance(meta.get("mll"), bool) or not isinstance(meta.get("mll"), (int, float)):
+            raise fail(f"mll must be a number, got {meta.get('mll')!r}")
+        if not np.isfinite(meta["mll"]):
+            raise fail("mll is NaN or infinite")
+        kwargs["mll"] = float(meta["mll"])
+    ts = kwargs["theta_s"]
+    if ts.ndim not in (2, 3) or tuple(ts.shape[-2:]) != (T, D):
+        raise fail(f"theta_s must have shape (T, D) = ({T}, {D}) (or (B, T, D)); got {tuple(ts.shape)}")
+    lead = tuple(ts.shape[:-2])
+    want = {
+        "eta_s": [(*lead, T, D)],
+        "theta_f": [(*lead, T, D)],
+        "y": [(*lead, T, D)],
+        "sigma_s": [(*lead, T, D, D), (*lead, T, D)],
+        "sigma_f": [(*lead, T, D, D), (*lead, T, D)],
+        "Q": [(*lead, D, D), (*lead, D)],
+        "F": [(*lead, D, D), (*lead, D)],
+        "mu": [(*lead, D)],
+        "Sigma": [(*lead, D, D), (*lead, D)],
+    }
+    for k, shapes in want.items():
+        got = tuple(kwargs[k].shape)
+        if got not in shapes:
+            raise fail(f"{k} must have shape {' or '.join(str(s) for s in shapes)}; got {got}")
+    if kwargs.get("U") is not None and (kwargs["U"].ndim != len(lead) + 2 or kwargs["U"].shape[-2] != D):
+        raise fail(f"U must have shape (D, n_u) with D = {D}; got {tuple(kwargs['U'].shape)}")
+    kwargs.setdefault("U", None)
+    return kwargs
