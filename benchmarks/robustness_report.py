@@ -649,7 +649,7 @@ def _fault_resume_mismatch(work: Path, extra: list[str]) -> tuple[bool, str]:
 def _fault_two_runs(work: Path) -> tuple[bool, str]:
     out, pause = work / "shared", work / "pause"
     first = subprocess.Popen([sys.executable, "-c", _DRIVER, *SMALL, f"hydra.run.dir={out}"], cwd=work,
-                             env=_env(PAUSE=str(pause)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                             env=_env(PAUSE=str(pause)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip  # noqa: E501
     try:
         t0 = time.time()
         while not pause.exists() and first.poll() is None and time.time() - t0 < 100:
@@ -718,7 +718,7 @@ def cli_probes(work: Path) -> list[Probe]:
                                 lambda s=sig, a=at: _fault_kill_resume(work, int(s), a), limit=240))  # fmt: skip
     for extra in (["fit.sigma_o=5.0"], ["seed=6"], ["model.window=2"], ["fit.tol=1e-3"], ["fit.Q=0.02"],
                   ["fit.theta_o=1.0"], ["data.N=4"], ["model.order=1"], ["fit.stop=em"]):  # fmt: skip
-        probes.append(Probe(f"cli:resume with {' '.join(extra)}", "cli", lambda e=extra: _fault_resume_mismatch(work, e),
+        probes.append(Probe(f"cli:resume with {' '.join(extra)}", "cli", lambda e=extra: _fault_resume_mismatch(work, e),  # noqa: E501
                             limit=240))  # fmt: skip
     probes.append(Probe("cli:two runs into one directory", "cli", lambda: _fault_two_runs(work), limit=240))
     probes.append(Probe("cli:read-only directory", "cli", lambda: _fault_mount(work, "ro,size=1m", SMALL), limit=240))
