@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import torch_ising as ti
 from tests.common import PARITY_DIR
@@ -47,7 +48,7 @@ def test_resume_of_a_batch_from_numpy_arrays():
     as_numpy = ti.EMState(
         state.iteration,
         ti.StateSpaceParams(*(None if v is None else v.numpy() for v in state.params)),
-        *(None if v is None else v.numpy() for v in state[2:]),
+        *(v.numpy() if isinstance(v, torch.Tensor) else v for v in state[2:]),
     )
     resumed = ti.fit(batch, 2, progress=False, resume=as_numpy)
     np.testing.assert_allclose(resumed.theta_s, full.theta_s, rtol=0, atol=1e-10)
