@@ -262,7 +262,8 @@ class FitConfig:
         Q_form: "scalar", "diagonal", "full" or "two_block".
         F: None keeps F = I fixed; a number starts the learned autoregressive F at F I.
         theta_o: prior mean of theta_1.
-        sigma_o: prior variance of theta_1 (Sigma = sigma_o I).
+        sigma_o: prior variance of theta_1 (Sigma = sigma_o I); None: fit's default (1 with a fixed
+            prior for a stationary fit, else 0.1 with mu learned).
         stationary: pool all bins into one and fit a single MAP theta (MODEL.md 3.6).
         max_iter: maximum number of EM iterations.
         tol: convergence tolerance of the EM loop.
@@ -284,7 +285,7 @@ class FitConfig:
     Q_form: str = "scalar"
     F: float | None = None
     theta_o: float = 0.0
-    sigma_o: float = 0.1
+    sigma_o: float | None = None
     stationary: bool = False
     max_iter: int = 1000
     tol: float = 1e-5
@@ -302,7 +303,8 @@ class FitConfig:
         _choice(self.dtype, DTYPES, "fit.dtype")
         _positive(self.max_iter, "fit.max_iter", integer=True)
         _positive(self.tol, "fit.tol", allow_zero=True)
-        _positive(self.sigma_o, "fit.sigma_o")
+        if self.sigma_o is not None:
+            _positive(self.sigma_o, "fit.sigma_o")
         _positive(self.checkpoint_every, "fit.checkpoint_every", integer=True, allow_zero=True)
         q = list(self.Q) if isinstance(self.Q, Sequence) and not isinstance(self.Q, str) else [self.Q]
         if self.Q_form == "two_block" and len(q) not in (1, 2):
