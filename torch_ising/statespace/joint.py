@@ -41,6 +41,7 @@ from typing import NamedTuple
 
 import torch
 
+from .filter import _sym
 from .observation import ObservationModel
 from .records import FilterResult, SmootherResult, StateSpaceParams
 
@@ -68,10 +69,6 @@ class TridiagonalSolution(NamedTuple):
     logdet: torch.Tensor
     cov: torch.Tensor | None = None
     lag_one: torch.Tensor | None = None
-
-
-def _sym(W: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (W + W.transpose(-1, -2))
 
 
 def _spd_inverse(H: torch.Tensor, infos: list[torch.Tensor], logdet: bool = True):
@@ -265,8 +262,11 @@ class _Prior(NamedTuple):
 
 
 def _spd_inv_logdet(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    L = torch.linalg.cholesky(M)
-    return _sym(torch.cholesky_inverse(L)), _logdet_chol(L)
+    """(M^{-1}, log det M) of SPD blocks, by :func:`_spd_inverse`; raises when M is not positive definite."""
+    infos: list[torch.Tensor] = []
+    Mi, logdet = _spd_inverse(M, infos)
+    _check(infos)
+    return Mi, logdet
 
 
 def prior_precision(params: StateSpaceParams, T: int, u: torch.Tensor | None = None) -> _Prior:

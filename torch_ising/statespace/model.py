@@ -584,6 +584,7 @@ def _unidentifiable(y: torch.Tensor, N: int, order: int, mstep: bool) -> torch.T
     )
     return flagged
 
+
 def _singular_message(err: Exception, N: int, order: int, D: int, R: int, T: int, q_form: str, learn_F: bool) -> str:
     """Why a covariance of the filter or smoother stopped being positive definite, and what to change."""
     first = str(err).splitlines()[0]
