@@ -181,9 +181,14 @@ KRONECKER_MAX_N = 14
 
 @lru_cache(maxsize=64)
 def _zeta_matrix(k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Z[a, b] = 1 when the bit set a is a subset of b, for a, b < 2^k."""
-    m = torch.arange(2**k, device=device)
-    return ((m[:, None] & m[None, :]) == m[:, None]).to(dtype)
+    """Z[a, b] = 1 when the bit set a is a subset of b, for a, b < 2^k.
+
+    Built outside inference mode even when first asked for inside it, so the cached
+    matrix can later take part in autograd.
+    """
+    with torch.inference_mode(False):
+        m = torch.arange(2**k, device=device)
+        return ((m[:, None] & m[None, :]) == m[:, None]).to(dtype)
 
 
 def _transform(v: torch.Tensor, N: int, superset: bool, inplace: bool) -> torch.Tensor:

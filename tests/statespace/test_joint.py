@@ -1,5 +1,6 @@
 """The joint-mode E-step against a dense brute force over the whole path (T D x T D)."""
 
+import functools
 import math
 
 import numpy as np
@@ -39,9 +40,13 @@ def _random_tridiagonal(B: int, T: int, D: int, seed: int, device):
     return diag.to(device), lower.to(device), rhs.to(device)
 
 
-@pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 8, 13, 33])
-@pytest.mark.parametrize("solver", [solve_tridiagonal, solve_tridiagonal_sequential])
+_CHUNKED = [functools.partial(solve_tridiagonal, chunk=k) for k in (2, 3, 5)]
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 7, 8, 13, 33])
+@pytest.mark.parametrize("solver", [solve_tridiagonal, solve_tridiagonal_sequential, *_CHUNKED])
 def test_block_tridiagonal_solvers_match_dense_inverse(T, solver, device):
+    """Every solver, and cyclic reduction with chunks of k = 2, 3, 5 and the default k, against a dense inverse."""
     B, D = 2, 3
     diag, lower, rhs = _random_tridiagonal(B, T, D, seed=T, device=device)
     sol = solver(diag, lower, rhs, want_cov=True)
@@ -57,9 +62,10 @@ def test_block_tridiagonal_solvers_match_dense_inverse(T, solver, device):
             torch.testing.assert_close(sol.lag_one[b, t], blk, rtol=0, atol=1e-10)
 
 
-def test_parallel_and_sequential_solvers_agree(device):
+@pytest.mark.parametrize("chunk", [None, 2, 4])
+def test_parallel_and_sequential_solvers_agree(chunk, device):
     diag, lower, rhs = _random_tridiagonal(3, 100, 6, seed=7, device=device)
-    a = solve_tridiagonal(diag, lower, rhs, want_cov=True)
+    a = solve_tridiagonal(diag, lower, rhs, want_cov=True, chunk=chunk)
     b = solve_tridiagonal_sequential(diag, lower, rhs, want_cov=True)
     for x, y in zip(a, b, strict=True):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-10)

@@ -35,7 +35,7 @@ from .observation import ObservationModel
 from .records import EMState, FilterResult, SmootherResult, StateSpaceParams
 from .smoother import smoother
 
-__all__ = ["EStep", "e_step", "run_em", "EMOptions", "EMOutcome", "SSLL_TOL", "E_STEPS", "check_estep"]
+__all__ = ["EStep", "e_step", "run_em", "EMOptions", "EMOutcome", "SSLL_TOL", "E_STEPS", "check_estep", "default_estep"]
 
 #: the published library's relative stopping tolerance
 SSLL_TOL = 1e-4
@@ -95,7 +95,14 @@ def _filter_e_step(obs, params, *, u, theta_init, newton_tol, map_method) -> ESt
 def _joint_e_step(obs, params, *, u, theta_init, newton_tol, map_method) -> EStep:
     if map_method != "newton":
         raise ValueError("estep='joint' uses its own Newton search; map_method='cg' needs estep='filter'")
-    return EStep(*joint_e_step(obs, params, u=u, theta_init=theta_init, tol=newton_tol))
+    if any(t is not None and t.requires_grad for t in params):
+        return EStep(*joint_e_step(obs, params, u=u, theta_init=theta_init, tol=newton_tol))
+    # no derivative flows through the E-step: inference mode skips autograd's bookkeeping,
+    # which is a large part of the cost of the many small tensor operations at small N
+    with torch.inference_mode():
+        filt, smooth, mll = joint_e_step(obs, params, u=u, theta_init=theta_init, tol=newton_tol)
+    smooth = SmootherResult(*(None if t is None else t.clone() for t in smooth))
+    return EStep(filt, smooth, mll.clone())
 
 
 #: E-steps by name: "filter" (Laplace filter and smoother, MODEL.md 3.1-3.2, 3.4) and
@@ -119,6 +126,19 @@ def check_estep(estep: str, stop: str, learn_F: bool, diagonal: bool) -> None:
     if stop in ("ssll", "mll") or (stop == "converged" and learn_F):
         what = "a learned F" if stop == "converged" else f"stop={stop!r}"
         raise ValueError(f"{what} is defined through the filter's marginal likelihood: use estep='filter'")
+
+
+def default_estep(stop: str, learn_F: bool, diagonal: bool, map_method: str) -> str:
+    """The E-step ``fit`` uses when none is given.
+
+    "joint" for the default rule ``stop="converged"`` with full covariances, a fixed F and
+    the Newton mode search; "filter" otherwise: ``stop="ssll"`` and ``stop="em"`` exist to
+    reproduce the published numbers, ``stop="mll"`` and a learned F maximise the filter's l,
+    and the approximate (diagonal) methods and ``map_method="cg"`` run through the filter.
+    """
+    if stop == "converged" and not learn_F and not diagonal and map_method == "newton":
+        return "joint"
+    return "filter"
 
 
 def e_step(

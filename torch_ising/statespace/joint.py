@@ -37,8 +37,10 @@ G_t (a silent neuron) is fine: only H, which contains J, is factorised.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from .filter import _sym
@@ -86,7 +88,7 @@ def _spd_inverse(H: torch.Tensor, infos: list[torch.Tensor], logdet: bool = True
 
 
 def _check(infos: list[torch.Tensor]) -> None:
-    if bool(torch.stack([i.flatten().amax() for i in infos]).amax() != 0):
+    if bool(torch.cat([i.flatten() for i in infos]).any()):
         raise torch.linalg.LinAlgError(
             "the posterior precision of the joint E-step is not positive definite (a state-noise covariance "
             "Q or sigma_o too close to singular for float64)"
@@ -101,104 +103,189 @@ def _logdet_chol(L: torch.Tensor) -> torch.Tensor:
     return 2.0 * torch.diagonal(L, dim1=-2, dim2=-1).log().sum(-1)
 
 
+#: the interior of a chunk is solved as one dense block of about this size (chunk_size)
+DENSE_BLOCK = 48
+
+
+def chunk_size(D: int) -> int:
+    """Blocks per chunk k for block size D: k - 1 interior blocks make a dense block of <= DENSE_BLOCK.
+
+    k = 2 (plain odd-even cyclic reduction) from D = DENSE_BLOCK / 2 on; smaller blocks take
+    larger chunks, so fewer levels and fewer (but larger) tensor operations.
+    """
+    return 1 + max(1, DENSE_BLOCK // D)
+
+
 def solve_tridiagonal(
-    diag: torch.Tensor, lower: torch.Tensor, rhs: torch.Tensor, *, want_cov: bool = False
+    diag: torch.Tensor, lower: torch.Tensor, rhs: torch.Tensor, *, want_cov: bool = False, chunk: int | None = None
 ) -> TridiagonalSolution:
     """Solve H x = rhs by block cyclic reduction, batched over data sets and blocks.
 
     See :func:`_cyclic_reduction`. ``logdet``, ``cov`` and ``lag_one`` are computed only
-    with ``want_cov`` (else None).
+    with ``want_cov`` (else None). ``chunk`` is the reduction's k (default
+    :func:`chunk_size`); every k >= 2 gives the same solution.
 
     Raises:
         torch.linalg.LinAlgError: when H is not positive definite to float64 precision.
     """
+    D = rhs.shape[-1]
+    k = chunk_size(D) if chunk is None else int(chunk)
+    if k < 2:
+        raise ValueError(f"chunk must be >= 2, got {chunk}")
     infos: list[torch.Tensor] = []
-    sol = _cyclic_reduction(diag, lower, rhs, want_cov, infos)
+    # blocks first: every split is then a view of the leading dimension
+    x, logdet, cov, lag = _cyclic_reduction(
+        diag.transpose(0, 1), lower.transpose(0, 1), rhs.transpose(0, 1).unsqueeze(-1), want_cov, infos, k
+    )
     _check(infos)
-    return sol
+    x = x.squeeze(-1).transpose(0, 1)
+    if not want_cov:
+        return TridiagonalSolution(x, None)
+    return TridiagonalSolution(x, logdet, cov.transpose(0, 1), lag.transpose(0, 1))
+
+
+@lru_cache(maxsize=64)
+def _assembly_index(n: int, m: int) -> np.ndarray:
+    """Index into the pool [diagonal blocks; sub-diagonal blocks; their transposes; a zero block].
+
+    Entry [c, a, b] names block (a, b) of chunk c's dense m x m block matrix.
+    """
+    c, a, b = np.meshgrid(np.arange(n), np.arange(m), np.arange(m), indexing="ij")
+    zero = n * m + 2 * n * (m - 1)
+    idx = np.full((n, m, m), zero, dtype=np.int64)
+    on = a == b
+    idx[on] = (c * m + a)[on]
+    below = a == b + 1
+    idx[below] = (n * m + c * (m - 1) + b)[below]
+    above = b == a + 1
+    idx[above] = (n * m + n * (m - 1) + c * (m - 1) + a)[above]
+    return idx
+
+
+def _assemble(dblk: torch.Tensor, lblk: torch.Tensor) -> torch.Tensor:
+    """Dense block-tridiagonal matrices from blocks: (n, m, B, D, D) and (n, m-1, B, D, D) -> (n, B, mD, mD)."""
+    n, m, B, D = dblk.shape[:4]
+    if m == 1:
+        return dblk[:, 0]
+    pool = torch.cat(
+        [
+            dblk.reshape(n * m, B, D, D),
+            lblk.reshape(n * (m - 1), B, D, D),
+            lblk.transpose(-1, -2).reshape(n * (m - 1), B, D, D),
+            dblk.new_zeros(1, B, D, D),
+        ]
+    )
+    idx = torch.as_tensor(_assembly_index(n, m), device=dblk.device).flatten()
+    G = pool[idx].view(n, m, m, B, D, D)
+    return G.permute(0, 3, 1, 4, 2, 5).reshape(n, B, m * D, m * D)
+
+
+def _extract(S: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The diagonal (n, m, B, D, D) and sub-diagonal (n, m-1, B, D, D) blocks of (n, B, mD, mD) matrices."""
+    n, B, mD = S.shape[:3]
+    D = mD // m
+    S6 = S.view(n, B, m, D, m, D)
+    diag = S6.diagonal(dim1=2, dim2=4).permute(0, 4, 1, 2, 3)
+    sub = S6.diagonal(offset=-1, dim1=2, dim2=4).permute(0, 4, 1, 2, 3)
+    return diag, sub
 
 
 def _cyclic_reduction(
-    diag: torch.Tensor, lower: torch.Tensor, rhs: torch.Tensor, want_cov: bool, infos: list[torch.Tensor]
-) -> TridiagonalSolution:
-    """Block cyclic reduction for H x = rhs.
+    diag: torch.Tensor,
+    lower: torch.Tensor,
+    rhs: torch.Tensor,
+    want_cov: bool,
+    infos: list[torch.Tensor],
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Block cyclic reduction with chunks of k blocks, blocks first.
 
-    H has diagonal blocks ``diag`` (B, T, D, D) and sub-diagonal blocks
-    ``lower[t] = H_{t+1,t}`` (B, T-1, D, D). One level eliminates the odd-indexed
-    blocks i (the Schur complement, all i at once):
+    H has diagonal blocks ``diag`` (T, B, D, D) and sub-diagonal blocks
+    ``lower[t] = H_{t+1,t}`` (T-1, B, D, D); ``rhs`` is (T, B, D, 1). The blocks
+    0, k, 2k, ... are kept (the separators s_c = c k); the k - 1 blocks between two
+    separators form chunk c, whose interior is one dense SPD block M_c. (T is padded to
+    n k + 1 with identity blocks that couple to nothing.) One level eliminates every
+    chunk at once: with E_c^l, E_c^r the chunk's couplings to s_c and s_{c+1} (the
+    sub-diagonal blocks H_{ck+1,ck} in the chunk's first rows and H_{s_{c+1},s_{c+1}-1}^T
+    in its last rows) and
 
-        H'_{i-1} = H_{i-1} - H_{i,i-1}^T H_i^{-1} H_{i,i-1},  H'_{i+1} = H_{i+1} - H_{i+1,i} H_i^{-1} H_{i+1,i}^T,
-        H'_{i+1,i-1} = -H_{i+1,i} H_i^{-1} H_{i,i-1},          h'_{i+-1} = h_{i+-1} - (coupling) H_i^{-1} h_i,
+        A_c = M_c^{-1} E_c^l,   C_c = M_c^{-1} E_c^r,   a_c = M_c^{-1} h_c,
 
-    and recurses on the ceil(T/2) even blocks (log2 T levels). Back substitution gives
-    x_i = H_i^{-1} (h_i - H_{i,i-1} x_{i-1} - H_{i+1,i}^T x_{i+1}), and, with ``want_cov``,
-    the blocks of H^{-1}: with A_i = H_i^{-1} H_{i,i-1} and C_i = H_i^{-1} H_{i+1,i}^T,
+    the separators' Schur complement is block tridiagonal again:
 
-        Cov(x_i, x_{i-1}) = -A_i S_{i-1} - C_i S_{i+1,i-1},  Cov(x_i, x_{i+1}) = -A_i S_{i+1,i-1}^T - C_i S_{i+1},
-        S_i = H_i^{-1} - Cov(x_i, x_{i-1}) A_i^T - Cov(x_i, x_{i+1}) C_i^T.
+        H'_{s_c} = H_{s_c} - E_c^{lT} A_c - E_{c-1}^{rT} C_{c-1},   H'_{s_{c+1}, s_c} = -E_c^{rT} A_c,
+        h'_{s_c} = h_{s_c} - E_c^{lT} a_c - E_{c-1}^{rT} a_{c-1},
 
-    log det H is the sum of log det H_i over the eliminated blocks of every level.
+    and is solved the same way (about log_k T levels; at most k blocks are solved as one
+    dense matrix). Back substitution gives the interiors x_c = a_c - A_c x_{s_c} - C_c x_{s_{c+1}}
+    and, with ``want_cov``, the blocks of H^{-1}: with S the separators' covariance,
+
+        Cov(x_c, (x_{s_c}, x_{s_{c+1}})) = -[A_c, C_c] S_pair,   Cov(x_c) = M_c^{-1} - Cov(x_c, (x_{s_c}, x_{s_{c+1}})) [A_c, C_c]^T.
+
+    log det H is the sum of log det M_c over the chunks of every level plus the last
+    dense block's. k = 2 is the classic odd-even reduction.
+
+    Returns:
+        (x (T, B, D, 1), log det H (B,), the blocks (H^{-1})_{tt} (T, B, D, D),
+        the blocks (H^{-1})_{t+1,t} (T-1, B, D, D)); the last three None without ``want_cov``.
     """
-    B, T, D = rhs.shape
-    if T == 1:
-        Hi, logdet = _spd_inverse(diag, infos, want_cov)
-        x = _mv(Hi, rhs)
+    T, B, D = diag.shape[:3]
+    if T <= k:  # the last level: one dense Cholesky of the whole (T D x T D) system
+        M = _assemble(diag[None], lower[None])[0]
+        L, info = torch.linalg.cholesky_ex(M)
+        infos.append(info)
+        x = torch.cholesky_solve(rhs.squeeze(-1).transpose(0, 1).reshape(B, T * D, 1), L)
+        x = x.view(B, T, D, 1).transpose(0, 1)
         if not want_cov:
-            return TridiagonalSolution(x, None)
-        return TridiagonalSolution(x, logdet[:, 0], Hi, diag.new_zeros(B, 0, D, D))
-    n_o = T // 2  # odd blocks i = 1, 3, ...
-    n_r = (T - 1) // 2  # odd blocks with a right neighbour i + 1
-    Kl = lower[:, 0::2]  # H_{i,i-1}, (B, n_o, D, D)
-    KrT = lower[:, 1::2].transpose(-1, -2)  # H_{i+1,i}^T, (B, n_r, D, D)
-    if n_r < n_o:
-        KrT = torch.cat([KrT, KrT.new_zeros(B, 1, D, D)], 1)
-    # one inverse per odd block: H_i^{-1} [H_{i,i-1}, H_{i+1,i}^T, h_i] = [A_i, C_i, a_i]
-    Hoi, logdet_o = _spd_inverse(diag[:, 1::2], infos, want_cov)
-    X = Hoi @ torch.cat([Kl, KrT, rhs[:, 1::2, :, None]], -1)
-    AC = X[..., : 2 * D]  # [A_i, C_i]
-    A, a = X[..., :D], X[..., -1:]
-    # Schur complements onto the even blocks, their right-hand sides and their new couplings
-    He = torch.cat([diag[:, 0::2], rhs[:, 0::2, :, None]], -1)  # (B, n_e, D, D + 1)
-    He[:, :n_o] -= Kl.transpose(-1, -2) @ torch.cat([A, a], -1)
-    lower_e = None
-    if n_r:
-        Kr = lower[:, 1::2]
-        upd = Kr @ torch.cat([X[:, :n_r, :, D : 2 * D], a[:, :n_r], A[:, :n_r]], -1)  # [C_i, a_i, A_i]
-        He[:, 1 : 1 + n_r] -= upd[..., : D + 1]
-        lower_e = -upd[..., D + 1 :]
-    else:
-        lower_e = diag.new_zeros(B, 0, D, D)
-    sub = _cyclic_reduction(He[..., :D], lower_e, He[..., D], want_cov, infos)
-    xe = sub.x
-    right = xe[:, 1 : 1 + n_o]
-    if right.shape[1] < n_o:
-        right = torch.cat([right, right.new_zeros(B, 1, D)], 1)
-    xo = a[..., 0] - _mv(AC, torch.cat([xe[:, :n_o], right], -1))
-    x = rhs.new_empty(B, T, D)
-    x[:, 0::2] = xe
-    x[:, 1::2] = xo
+            return x, None, None, None
+        cov, lag = _extract(torch.cholesky_inverse(L)[None], T)
+        return x, _logdet_chol(L), _sym(cov[0]), lag[0]
+    m = k - 1
+    n = -(-(T - 1) // k)  # chunks
+    pad = n * k + 1 - T
+    if pad:
+        eye = torch.eye(D, dtype=diag.dtype, device=diag.device).expand(pad, B, D, D)
+        diag = torch.cat([diag, eye])
+        lower = torch.cat([lower, lower.new_zeros(pad, B, D, D)])
+        rhs = torch.cat([rhs, rhs.new_zeros(pad, B, D, 1)])
+    d = diag[:-1].view(n, k, B, D, D)
+    lw = lower.view(n, k, B, D, D)
+    r = rhs[:-1].view(n, k, B, D, 1)
+    Kl = lw[:, 0]  # H_{ck+1, ck}
+    Kr = lw[:, k - 1]  # H_{(c+1)k, (c+1)k-1}
+    L, info = torch.linalg.cholesky_ex(_assemble(d[:, 1:], lw[:, 1 : k - 1]))
+    infos.append(info)
+    E = diag.new_zeros(n, B, m, D, 2 * D + 1)
+    E[:, :, 0, :, :D] = Kl
+    E[:, :, m - 1, :, D : 2 * D] = Kr.transpose(-1, -2)
+    E[:, :, :, :, 2 * D :] = r[:, 1:].transpose(1, 2)
+    X = torch.cholesky_solve(E.view(n, B, m * D, 2 * D + 1), L)  # [A_c, C_c, a_c]
+    Xv = X.view(n, B, m, D, 2 * D + 1)
+    first, last = Xv[:, :, 0], Xv[:, :, m - 1]
+    He = torch.cat([torch.cat([d[:, 0], diag[-1:]]), torch.cat([r[:, 0], rhs[-1:]])], -1)  # (n+1, B, D, D+1)
+    He[:n] -= Kl.transpose(-1, -2) @ torch.cat([first[..., :D], first[..., 2 * D :]], -1)
+    He[1:] -= Kr @ last[..., D:]
+    lower_s = -(Kr @ last[..., :D])
+    xs, logdet_s, Ss, Cs = _cyclic_reduction(He[..., :D], lower_s, He[..., D:], want_cov, infos, k)
+    AC = X[..., : 2 * D]
+    x_int = X[..., 2 * D :] - AC @ torch.cat([xs[:n], xs[1:]], -2)  # (n, B, mD, 1)
+    x = torch.cat([xs[:n, None], x_int.view(n, B, m, D, 1).transpose(1, 2)], 1).reshape(n * k, B, D, 1)
+    x = torch.cat([x, xs[n:]])[:T]
     if not want_cov:
-        return TridiagonalSolution(x, None)
-    logdet = sub.logdet + logdet_o.sum(-1)
-    Se, Ce = sub.cov, sub.lag_one
-    # the joint covariance of the two even neighbours (x_{i-1}, x_{i+1}) of each odd i
-    Sa = Se[:, :n_o]
-    Sb = Se[:, 1 : 1 + n_o]
-    Sba = Ce[:, :n_o]  # Cov(x_{i+1}, x_{i-1})
-    if Sb.shape[1] < n_o:
-        Sb = torch.cat([Sb, Sb.new_zeros(B, 1, D, D)], 1)
-        Sba = torch.cat([Sba, Sba.new_zeros(B, 1, D, D)], 1)
-    S_pair = torch.cat([torch.cat([Sa, Sba.transpose(-1, -2)], -1), torch.cat([Sba, Sb], -1)], -2)
-    cross = -(AC @ S_pair)  # [Cov(x_i, x_{i-1}), Cov(x_i, x_{i+1})]
-    So = Hoi - cross @ AC.transpose(-1, -2)
-    cov = diag.new_empty(B, T, D, D)
-    cov[:, 0::2] = Se
-    cov[:, 1::2] = _sym(So)
-    lag = diag.new_empty(B, T - 1, D, D)
-    lag[:, 0::2] = cross[..., :D]
-    if n_r:
-        lag[:, 1::2] = cross[:, :n_r, :, D:].transpose(-1, -2)
-    return TridiagonalSolution(x, logdet, cov, lag)
+        return x, None, None, None
+    logdet = logdet_s + _logdet_chol(L).sum(0)
+    S_pair = torch.cat(
+        [torch.cat([Ss[:n], Cs.transpose(-1, -2)], -1), torch.cat([Cs, Ss[1:]], -1)], -2
+    )  # Cov((x_{s_c}, x_{s_{c+1}}))
+    cross = -(AC @ S_pair)  # [Cov(x_c, x_{s_c}), Cov(x_c, x_{s_{c+1}})], (n, B, mD, 2D)
+    cov_int, lag_int = _extract(torch.cholesky_inverse(L) - cross @ AC.transpose(-1, -2), m)
+    cov = torch.cat([Ss[:n, None], _sym(cov_int)], 1).reshape(n * k, B, D, D)
+    cov = torch.cat([cov, Ss[n:]])[:T]
+    cv = cross.view(n, B, m, D, 2 * D)
+    lag = torch.cat(
+        [cv[:, :, 0, :, :D][:, None], lag_int, cv[:, :, m - 1, :, D:].transpose(-1, -2)[:, None]], 1
+    ).reshape(n * k, B, D, D)[: T - 1]
+    return x, logdet, cov, lag
 
 
 def solve_tridiagonal_sequential(
@@ -413,35 +500,43 @@ def filtered_from_joint(
     """Filtered marginals of the Gaussian approximation at the joint mode.
 
     The likelihood of bin t is replaced by its quadratic expansion at theta_s[t]
-    (precision R G(theta_s[t])), and the Kalman filter of that linear-Gaussian model
-    runs in information form, one bin at a time: with P_t^f the filtered precision,
+    (precision G_t = R G(theta_s[t])), and the Kalman filter of that linear-Gaussian
+    model runs one bin at a time:
 
-        W_{t|t-1} = F (P_{t-1}^f)^{-1} F^T + Q,   P_t^f = W_{t|t-1}^{-1} + R G(theta_s[t]),
-        theta_{t|t} = theta_{t|t-1} + (P_t^f)^{-1} [ grad_t + R G_t (theta_s[t] - theta_{t|t-1}) ],
+        W_{t|t-1} = F W_{t-1|t-1} F^T + Q,   W_{t|t} = (W_{t|t-1}^{-1} + G_t)^{-1} = (I + W_{t|t-1} G_t)^{-1} W_{t|t-1},
+        theta_{t|t} = theta_{t|t-1} + W_{t|t} [ grad_t + G_t (theta_s[t] - theta_{t|t-1}) ],
 
-    where grad_t = R (y_t - eta(theta_s[t])). At the last bin theta_{T|T} = theta_s[T]
-    up to the mode's tolerance. Sequential in t (once per fit, for the reported theta_f).
+    where grad_t = R (y_t - eta(theta_s[t])). The second form of W_{t|t} needs no inverse
+    of G_t (singular for a silent neuron) nor of W_{t|t-1}: I + W G has eigenvalues >= 1.
+    At the last bin theta_{T|T} = theta_s[T] up to the mode's tolerance. Sequential in t
+    (once per fit, for the reported theta_f and sigma_f).
     """
     B, T, D = theta_s.shape
     _, g, Hobs = obs.value_grad_hess_all(theta_s)
     Gobs = -Hobs
+    # the bins' expansion points in the filter's form: b_t = grad_t + G_t theta_s[t]
+    b = g + _mv(Gobs, theta_s)
     theta_f = theta_s.new_empty(B, T, D)
-    theta_p = theta_s.new_empty(B, T, D)
     sigma_f = theta_s.new_empty(B, T, D, D)
+    theta_p = theta_s.new_empty(B, T, D)
     sigma_p = theta_s.new_empty(B, T, D, D)
     drift = None
     if params.U is not None and u is not None:
         drift = u @ params.U.transpose(-1, -2)
+    eye = torch.eye(D, dtype=theta_s.dtype, device=theta_s.device)
+    F, Ft, Q = params.F, params.F.transpose(-1, -2), params.Q
+    random_walk = bool((F == eye).all())  # F = I (the default): the prediction needs no products
+    tp, Wp = params.mu, params.Sigma
     for t in range(T):
-        if t == 0:
-            tp, Wp = params.mu, params.Sigma
-        else:
-            tp = _mv(params.F, theta_f[:, t - 1])
+        if t > 0:
+            if random_walk:
+                tp, Wp = theta_f[:, t - 1], sigma_f[:, t - 1] + Q
+            else:
+                tp, Wp = _mv(F, theta_f[:, t - 1]), _sym(F @ sigma_f[:, t - 1] @ Ft + Q)
             if drift is not None:
                 tp = tp + drift[:, t]
-            Wp = _sym(params.F @ sigma_f[:, t - 1] @ params.F.transpose(-1, -2) + params.Q)
-        Pp, _ = _spd_inv_logdet(Wp)
-        Wf, _ = _spd_inv_logdet(Pp + Gobs[:, t])
-        theta_f[:, t] = tp + _mv(Wf, g[:, t] + _mv(Gobs[:, t], theta_s[:, t] - tp))
+        Wf = torch.linalg.solve(eye + Wp @ Gobs[:, t], Wp)
+        Wf = 0.5 * (Wf + Wf.transpose(-1, -2))
+        theta_f[:, t] = tp + _mv(Wf, b[:, t] - _mv(Gobs[:, t], tp))
         theta_p[:, t], sigma_p[:, t], sigma_f[:, t] = tp, Wp, Wf
     return FilterResult(theta_f, sigma_f, theta_p, sigma_p, 0, True)

@@ -31,7 +31,7 @@ from .._validation import (
 from .._warnings import user_stacklevel
 from ..basis import rebin, subsets, sufficient_stats
 from ..moments import ExactMemoryError, check_memory
-from .em import STOP_RULES, EMOptions, check_estep, run_em
+from .em import STOP_RULES, EMOptions, check_estep, default_estep, run_em
 from .filter import check_map_method
 from .joint import filtered_from_joint
 from .observation import ExactIsing, ObservationModel
@@ -456,7 +456,7 @@ def fit(
         map_method = "cg" if stop == "ssll" and not diag else "newton"
     check_map_method(map_method, diag)
     if estep is None:
-        estep = "filter"
+        estep = default_estep(stop, learn_F, diag, map_method)
     check_estep(estep, stop, learn_F, diag)
     # the published library starts its first conjugate-gradient searches from theta = 0
     theta_init = torch.zeros(B, T, D, dtype=dtype, device=dev) if map_method == "cg" else None
@@ -498,8 +498,9 @@ def fit(
     _warn_on_outcome(out, opts.max_iter, mstep, learn_F)
     es = out.estep
     if estep == "joint":
-        with torch.no_grad():
-            es = es._replace(filt=filtered_from_joint(obs, out.params, es.smooth.theta_s, u_t))
+        with torch.inference_mode():
+            filt = filtered_from_joint(obs, out.params, es.smooth.theta_s, u_t)
+        es = es._replace(filt=filt._replace(**{k: getattr(filt, k).clone() for k in ("theta_f", "sigma_f", "theta_p", "sigma_p")}))
     theta_s = es.smooth.theta_s
     with torch.no_grad():
         eta_s = obs.expectation(theta_s)
