@@ -220,7 +220,7 @@ def _cyclic_reduction(
     dense matrix). Back substitution gives the interiors x_c = a_c - A_c x_{s_c} - C_c x_{s_{c+1}}
     and, with ``want_cov``, the blocks of H^{-1}: with S the separators' covariance,
 
-        Cov(x_c, (x_{s_c}, x_{s_{c+1}})) = -[A_c, C_c] S_pair,   Cov(x_c) = M_c^{-1} - Cov(x_c, (x_{s_c}, x_{s_{c+1}})) [A_c, C_c]^T.
+        X_c = Cov(x_c, (x_{s_c}, x_{s_{c+1}})) = -[A_c, C_c] S_pair,   Cov(x_c) = M_c^{-1} - X_c [A_c, C_c]^T.
 
     log det H is the sum of log det M_c over the chunks of every level plus the last
     dense block's. k = 2 is the classic odd-even reduction.

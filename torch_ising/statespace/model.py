@@ -500,7 +500,8 @@ def fit(
     if estep == "joint":
         with torch.inference_mode():
             filt = filtered_from_joint(obs, out.params, es.smooth.theta_s, u_t)
-        es = es._replace(filt=filt._replace(**{k: getattr(filt, k).clone() for k in ("theta_f", "sigma_f", "theta_p", "sigma_p")}))
+        fields = ("theta_f", "sigma_f", "theta_p", "sigma_p")
+        es = es._replace(filt=filt._replace(**{k: getattr(filt, k).clone() for k in fields}))
     theta_s = es.smooth.theta_s
     with torch.no_grad():
         eta_s = obs.expectation(theta_s)
