@@ -5,6 +5,7 @@ Usage:
     python benchmarks/bench_estep.py --fit 20                 # also a whole default fit at N = 20
     python benchmarks/bench_estep.py --device cuda --N 20 26 --T 100 50
     python benchmarks/bench_estep.py --device cuda --batch 64 --N 10
+    python benchmarks/bench_estep.py --N 5 --T 10000 --R 50 --estep joint   # a long recording
 
 The E-step is timed twice: cold (mode searches start at the prediction, as in
 the first EM iteration) and warm (started at the previous smoothed means, as
@@ -28,7 +29,7 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench(N: int, T: int, R: int, B: int, device: str) -> None:
+def bench(N: int, T: int, R: int, B: int, device: str, estep: str = "joint") -> None:
     D = ti.compute_D(N, 2)
     theta = ti.generate_thetas(N, 2, T, seed=1)
     spikes = torch.stack([ti.generate_spikes(theta, R, seed=10 + b, device=device) for b in range(B)])
@@ -43,15 +44,15 @@ def bench(N: int, T: int, R: int, B: int, device: str) -> None:
     with threads_for(B * 2**N, D, device):
         sync(device)
         t0 = time.perf_counter()
-        es = e_step(obs, params)
+        es = e_step(obs, params, estep=estep)
         sync(device)
         cold = time.perf_counter() - t0
         t0 = time.perf_counter()
-        e_step(obs, params, theta_init=es.smooth.theta_s)
+        e_step(obs, params, theta_init=es.smooth.theta_s, estep=estep)
         sync(device)
         warm = time.perf_counter() - t0
     print(
-        f"N={N:>2} D={D:>4} T={T:>3} R={R} B={B:>3} {device}: E-step cold {cold:7.3f}s  warm {warm:7.3f}s"
+        f"N={N:>2} D={D:>4} T={T:>3} R={R} B={B:>3} {device} {estep:>6}: E-step cold {cold:7.3f}s  warm {warm:7.3f}s"
         f"  (Newton iterations {es.filt.newton_iterations})"
     )
 
@@ -64,10 +65,12 @@ def main() -> None:
     ap.add_argument("--R", type=int, default=200)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--fit", type=int, default=None, help="also time a whole default fit at this N")
+    ap.add_argument("--estep", nargs="+", default=["joint", "filter"], help="E-steps to time")
     a = ap.parse_args()
     Ts = a.T if len(a.T) == len(a.N) else a.T * len(a.N)
     for N, T in zip(a.N, Ts, strict=True):
-        bench(N, T, a.R, a.batch, a.device)
+        for estep in a.estep:
+            bench(N, T, a.R, a.batch, a.device, estep)
     if a.fit:
         N, T = a.fit, Ts[0]
         theta = ti.generate_thetas(N, 2, T, seed=1)

@@ -70,13 +70,22 @@ def _random_problem(T=6, D=3, seed=0):
     return mu, Sigma, F, Q, z, Lam
 
 
-def test_filter_smoother_mll_match_dense_gaussian_posterior():
+def _on(device, obs: GaussianObs, params: StateSpaceParams) -> tuple[GaussianObs, StateSpaceParams]:
+    return GaussianObs(obs.z.to(device), obs.Lam.to(device)), StateSpaceParams(
+        *(None if v is None else v.to(device) for v in params)
+    )
+
+
+def _cpu(record):
+    return type(record)(*(v.cpu() if isinstance(v, torch.Tensor) else v for v in record))
+
+
+def test_filter_smoother_mll_match_dense_gaussian_posterior(device):
     mu, Sigma, F, Q, z, Lam = _random_problem()
     T, D = z.shape
-    obs = GaussianObs(z[None], Lam)
-    params = StateSpaceParams(mu[None], Sigma[None], Q[None], F[None], None)
+    obs, params = _on(device, GaussianObs(z[None], Lam), StateSpaceParams(mu[None], Sigma[None], Q[None], F[None]))
     filt = laplace_filter(obs, params, tol=1e-12)
-    sm = smoother(filt, params)
+    sm = _cpu(smoother(filt, params))
     mean, cov, evidence = _dense_posterior(mu, Sigma, F, Q, z, Lam)
     torch.testing.assert_close(sm.theta_s[0], mean, rtol=0, atol=1e-10)
     for t in range(T):
@@ -84,15 +93,17 @@ def test_filter_smoother_mll_match_dense_gaussian_posterior():
     for t in range(T - 1):
         cross = cov[(t + 1) * D : (t + 2) * D, t * D : (t + 1) * D]  # Cov(theta_{t+1}, theta_t)
         torch.testing.assert_close(sm.lag_one[0, t], cross, rtol=0, atol=1e-10)
-    torch.testing.assert_close(log_marginal(obs, filt)[0], evidence, rtol=0, atol=1e-9)
+    torch.testing.assert_close(log_marginal(obs, filt)[0].cpu(), evidence, rtol=0, atol=1e-9)
 
 
-def test_m_step_matches_dense_posterior_moments():
+def test_m_step_matches_dense_posterior_moments(device):
     mu, Sigma, F, Q, z, Lam = _random_problem(T=8, D=2, seed=3)
     T, D = z.shape
-    obs = GaussianObs(z[None], Lam)
-    params = StateSpaceParams(mu[None], Sigma[None], Q[None], F[None], None)
-    sm = smoother(laplace_filter(obs, params, tol=1e-12), params)
+    obs, params = _on(device, GaussianObs(z[None], Lam), StateSpaceParams(mu[None], Sigma[None], Q[None], F[None]))
+    sm_dev = smoother(laplace_filter(obs, params, tol=1e-12), params)
+    new_dev = m_step(sm_dev, params, q_form="full", N=1)
+    sm = _cpu(sm_dev)
+    params = _cpu(params)
     mean, cov, _ = _dense_posterior(mu, Sigma, F, Q, z, Lam)
 
     def P(s, t):  # E[theta_s theta_t^T]
@@ -103,7 +114,7 @@ def test_m_step_matches_dense_posterior_moments():
     S10 = sum(P(t, t - 1) for t in range(1, T))
     Q_full = (S11 - S10 @ F.T - F @ S10.T + F @ S00 @ F.T) / (T - 1)
     new = m_step(sm, params, q_form="full", N=1)
-    torch.testing.assert_close(new.Q[0], 0.5 * (Q_full + Q_full.T), rtol=0, atol=1e-10)
+    torch.testing.assert_close(new_dev.Q[0].cpu(), 0.5 * (Q_full + Q_full.T), rtol=0, atol=1e-10)
     torch.testing.assert_close(new.mu[0], mean[0], rtol=0, atol=1e-10)
     newF = m_step(sm, params, q_form="full", N=1, learn_F=True)
     torch.testing.assert_close(newF.F[0], S10 @ torch.linalg.inv(S00), rtol=0, atol=1e-10)
@@ -116,15 +127,19 @@ def test_m_step_matches_dense_posterior_moments():
     torch.testing.assert_close(torch.diagonal(two), torch.stack([d[0], d[1]]), rtol=0, atol=1e-10)
 
 
-def test_m_step_input_gain_matches_least_squares():
+def test_m_step_input_gain_matches_least_squares(device):
     mu, Sigma, F, Q, z, Lam = _random_problem(T=10, D=2, seed=4)
     T, D = z.shape
     u = torch.randn(1, T, 1, generator=torch.Generator().manual_seed(1))
-    obs = GaussianObs(z[None], Lam)
-    params = StateSpaceParams(mu[None], Sigma[None], Q[None], F[None], torch.zeros(1, D, 1))
-    sm = smoother(laplace_filter(obs, params, u=u, tol=1e-12), params)
-    new = m_step(sm, params, q_form="full", N=1, u=u)
-    m = sm.theta_s[0]
+    obs, params = _on(
+        device,
+        GaussianObs(z[None], Lam),
+        StateSpaceParams(mu[None], Sigma[None], Q[None], F[None], torch.zeros(1, D, 1)),
+    )
+    ud = u.to(device)
+    sm = smoother(laplace_filter(obs, params, u=ud, tol=1e-12), params)
+    new = _cpu(m_step(sm, params, q_form="full", N=1, u=ud))
+    m = sm.theta_s[0].cpu()
     r = m[1:] - m[:-1] @ F.T
     U_ls = torch.linalg.lstsq(u[0, 1:], r).solution.T
     torch.testing.assert_close(new.U[0], U_ls, rtol=0, atol=1e-10)
