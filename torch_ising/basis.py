@@ -33,6 +33,7 @@ __all__ = [
     "mask_to_seed",
     "seed_to_mask",
     "rebin",
+    "rebin_mask",
     "features",
     "sufficient_stats",
 ]
@@ -154,6 +155,22 @@ def rebin(spikes: torch.Tensor, window: int = 1) -> torch.Tensor:
         raise ValueError(f"window={window} is longer than the recording (T_raw={T_raw} bins)")
     x = spikes[: T * window].reshape(T, window, *spikes.shape[1:])
     return x.amax(dim=1)
+
+
+def rebin_mask(mask: torch.Tensor, window: int = 1) -> torch.Tensor:
+    """Re-bin an observation mask (T_raw, R, ...) (True = observed) like :func:`rebin`.
+
+    A re-binned bin of a trial is observed only when all of its ``window`` raw
+    bins are: the "any spike" of a partly observed bin would undercount its
+    spikes. The trailing remainder is dropped, as by :func:`rebin`.
+    """
+    window = check_positive_int(window, "window")
+    if window == 1:
+        return mask
+    T = mask.shape[0] // window
+    if T < 1:
+        raise ValueError(f"window={window} is longer than the recording (T_raw={mask.shape[0]} bins)")
+    return mask[: T * window].reshape(T, window, *mask.shape[1:]).all(dim=1)
 
 
 def features(x: torch.Tensor, N: int, order: int = 2, dtype: torch.dtype | None = None) -> torch.Tensor:
