@@ -196,8 +196,13 @@ def sufficient_stats(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
     max_chunk_bytes: int = 2**28,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Empirical statistics y_t = (1/R) sum_r F(x_{t,r}), shape (T, D).
+
+    With a ``mask`` (T, R) (True = observed, already re-binned) the sum runs over the R_t
+    observed trials of bin t only, y_t = (1/R_t) sum_{r observed} F(x_{t,r}), and y_t = 0
+    where R_t = 0 (a missing bin).
 
     Args:
         spikes: binary array (T_raw, R, N) (numpy or tensor).
@@ -206,6 +211,7 @@ def sufficient_stats(
         dtype: floating dtype of the result.
         device: device of the result (default: that of ``spikes``).
         max_chunk_bytes: memory budget of one chunk of bins.
+        mask: boolean (T, R) of the re-binned bins, True = observed (see :func:`rebin_mask`).
     """
     x = check_spikes(spikes, 3)
     if device is not None:
@@ -217,6 +223,16 @@ def sufficient_stats(
     per_bin = max(1, R * D * order * torch.finfo(dtype).bits // 8)
     chunk = max(1, max_chunk_bytes // per_bin)
     out = torch.empty(T, D, dtype=dtype, device=x.device)
+    if mask is None:
+        for s in range(0, T, chunk):
+            out[s : s + chunk] = features(x[s : s + chunk], N, order, dtype).mean(dim=1)
+        return out
+    if tuple(mask.shape) != (T, R) or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a boolean (T, R) = ({T}, {R}) array; got {mask.dtype} {tuple(mask.shape)}")
+    m = mask.to(x.device)
+    R_t = m.sum(1, keepdim=True).to(dtype)
     for s in range(0, T, chunk):
-        out[s : s + chunk] = features(x[s : s + chunk], N, order, dtype).mean(dim=1)
+        # an unobserved trial adds an exact 0 to the sum, so y_t equals the mean over the observed trials alone
+        f = features(x[s : s + chunk], N, order, dtype) * m[s : s + chunk, :, None]
+        out[s : s + chunk] = f.sum(dim=1) / R_t[s : s + chunk].clamp_min(1.0)
     return out

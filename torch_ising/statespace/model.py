@@ -412,15 +412,14 @@ def fit(
     m = None
     if m_raw is not None:
         m = torch.stack([rebin_mask(m_raw[b], window) for b in range(B)]) if window > 1 else m_raw
-        # F(0) = 0 for every statistic, so zeroing the unobserved trials drops them from the sums
+        # the unobserved entries are zeroed (F(0) = 0), so they add nothing to any sum over trials
         x = torch.where(m[..., None], x, torch.zeros_like(x))
-    y = sufficient_stats(x.reshape(B * T, R, N), order, dtype=dtype).reshape(B, T, D)
+    # y_t over the R_t observed trials of each bin; 0 in a missing bin (R_t = 0), where it is multiplied by 0
+    y = sufficient_stats(
+        x.reshape(B * T, R, N), order, dtype=dtype, mask=None if m is None else m.reshape(B * T, R)
+    ).reshape(B, T, D)
     R_eff = R
-    R_t = None  # (B, T) observed trials per bin, with a mask
-    if m is not None:
-        R_t = m.sum(-1).to(dtype)
-        # y_t over the R_t observed trials; 0 in a missing bin (R_t = 0), where it is multiplied by 0
-        y = torch.where(R_t[..., None] > 0, y * (R / R_t.clamp_min(1.0))[..., None], torch.zeros_like(y))
+    R_t = None if m is None else m.sum(-1).to(dtype)  # (B, T) observed trials per bin, with a mask
     if stationary and T > 1:
         if R_t is None:
             y = y.mean(1, keepdim=True)
