@@ -350,6 +350,25 @@ def fit(
             ``stop="mll"`` (or a learned F) the BFGS memory starts afresh.
         on_state: ``on_state(state)`` with the :class:`EMState` after each EM
             iteration, e.g. to write a checkpoint.
+        mask: which (bin, trial) entries were observed: a boolean array (T_raw, R),
+            or (B, T_raw, R) for batched spikes ((T_raw, R) is shared by the batch);
+            True = observed. None (default): everything is. Bin t then has R_t
+            observed trials, y_t = (1/R_t) sum_{r observed} F(x_{t,r}) is taken over
+            them only (y_t = 0 where R_t = 0), and the likelihood of a path is
+
+                l = sum_t R_t [ y_t . theta_t - psi(theta_t) ] + log p(theta_{1:T}) + ...,
+
+            so a bin with R_t = 0 is missing: the filter predicts through it
+            (theta_{t|t} = theta_{t|t-1}, W_{t|t} = W_{t|t-1}) and it adds nothing to l.
+            The filter, the joint E-step, the smoother, l, the result's
+            thermodynamics and credible intervals (llk1, llk2 use R_t) and BIC
+            (n = sum_t R_t) all use R_t; ``result.mask`` and ``result.R_t`` keep them.
+            With ``window`` > 1 a re-binned bin of a trial is observed only when all its
+            raw bins are; with ``stationary=True`` the observed trials of all bins are
+            pooled. Entries under False may hold anything binary (they are ignored);
+            NaN is still refused (the loaders' ``nan="mask"`` option turns NaN into a
+            mask). ``method="pseudo"`` needs every trial of a bin observed (an error
+            otherwise). A wrong shape or dtype is a one-line error naming ``mask``.
         estep: the E-step. "filter": the Laplace filter and smoother (MODEL.md 3.1-3.2)
             with l of eq. 45, one bin after another. "joint": the mode of the whole
             path's posterior log p(theta_{1:T} | y) by damped Newton on all bins at
