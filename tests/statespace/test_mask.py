@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import torch_ising as ti
-from tests.common import bf_features, bf_patterns, brute_force
+from tests.common import bf_features, brute_force
 from tests.statespace.test_core import _random_problem
 from torch_ising.statespace import ObservationModel, StateSpaceParams, laplace_filter, log_marginal, smoother
 from torch_ising.statespace.joint import filtered_from_joint, joint_e_step
@@ -112,7 +112,9 @@ def test_missing_bins_gaussian_filter_smoother_joint_match_dense(device):
     for theta_s, sigma_s in ((sm.theta_s, sm.sigma_s), (jsm.theta_s, jsm.sigma_s)):
         torch.testing.assert_close(theta_s[0].cpu(), mean, rtol=0, atol=1e-10)
         for t in range(T):
-            torch.testing.assert_close(sigma_s[0, t].cpu(), cov[t * D : (t + 1) * D, t * D : (t + 1) * D], rtol=0, atol=1e-10)
+            torch.testing.assert_close(
+                sigma_s[0, t].cpu(), cov[t * D : (t + 1) * D, t * D : (t + 1) * D], rtol=0, atol=1e-10
+            )
     # filtered: the dense posterior of the data up to t, at t
     for t in range(T):
         m_t, c_t, _ = _dense_gaussian(mu, Sigma, F, Q, z[: t + 1], Lam, w[: t + 1])

@@ -59,9 +59,9 @@ class ObservationModel:
     """Base class: the likelihood of one data set per batch row, bin by bin.
 
     Subclasses set ``B`` (data sets), ``T`` (bins), ``D`` (parameters), ``R``
-    (trials; the largest per-bin count, the scale of the mode searches' tolerance) and implement :meth:`log_lik`. They may override
-    :meth:`value_grad_hess` with closed forms and :meth:`log_lik_all` with a
-    batched version.
+    (trials; the largest per-bin count, the scale of the mode searches' tolerance)
+    and implement :meth:`log_lik`. They may override :meth:`value_grad_hess` with
+    closed forms and :meth:`log_lik_all` with a batched version.
 
     Attributes:
         diagonal: when True the filter keeps diagonal covariances (large D).
@@ -121,9 +121,7 @@ class ExactIsing(ObservationModel):
             closed forms (for testing the two paths against each other).
     """
 
-    def __init__(
-        self, y: torch.Tensor, R: int | torch.Tensor, N: int, order: int, use_autograd: bool = False
-    ) -> None:
+    def __init__(self, y: torch.Tensor, R: int | torch.Tensor, N: int, order: int, use_autograd: bool = False) -> None:
         self.y = y
         self.B, self.T, self.D = y.shape
         if isinstance(R, torch.Tensor):
