@@ -70,22 +70,22 @@ def _exact_observation(
     return ExactIsing(y, R, N, order)
 
 
-def _pseudo_observation(y: torch.Tensor, R: int | torch.Tensor, N: int, order: int, spikes: torch.Tensor, **opts: Any):
+def _pseudo_observation(
+    y: torch.Tensor, R: int | torch.Tensor, N: int, order: int, spikes: torch.Tensor, **opts: Any
+) -> ObservationModel:
     from ..approx.pseudo import build_pseudo_observation
 
     if isinstance(R, torch.Tensor):
-        if not bool((R == spikes.shape[-2]).all()):
-            raise ValueError(
-                "mask: method='pseudo' needs every trial of every bin observed (its pseudo-likelihood sums over "
-                "all trials); use method='exact', or drop the unobserved trials"
-            )
+        opts["mask"] = opts.pop("trial_mask")
         R = int(spikes.shape[-2])
+    opts.pop("trial_mask", None)
 
     return build_pseudo_observation(y, R, N, order, spikes, **opts)
 
 
 #: Registry of observation models: method -> builder(y (B,T,D), R, N, order, spikes (B,T,R,N), **opts);
-#: R is an int, or with a ``mask`` a (B, T) tensor of the observed trials R_t of each bin.
+#: R is an int, or with a ``mask`` a (B, T) tensor of the observed trials R_t of each bin (and then
+#: opts holds ``trial_mask``, the (B, T, R) mask after re-binning, for models that sum over trials).
 OBSERVATION_MODELS: dict[str, Callable[..., ObservationModel]] = {
     "exact": _exact_observation,
     "pseudo": _pseudo_observation,
@@ -367,8 +367,8 @@ def fit(
             raw bins are; with ``stationary=True`` the observed trials of all bins are
             pooled. Entries under False may hold anything binary (they are ignored);
             NaN is still refused (the loaders' ``nan="mask"`` option turns NaN into a
-            mask). ``method="pseudo"`` needs every trial of a bin observed (an error
-            otherwise). A wrong shape or dtype is a one-line error naming ``mask``.
+            mask). ``method="pseudo"`` sums its pseudo-likelihood over the observed
+            trials only. A wrong shape or dtype is a one-line error naming ``mask``.
         estep: the E-step. "filter": the Laplace filter and smoother (MODEL.md 3.1-3.2)
             with l of eq. 45, one bin after another. "joint": the mode of the whole
             path's posterior log p(theta_{1:T} | y) by damped Newton on all bins at
@@ -446,6 +446,7 @@ def fit(
             pooled = R_t.sum(1, keepdim=True)
             y = (y * R_t[..., None]).sum(1, keepdim=True) / pooled[..., None]
             R_t = pooled
+            m = m.reshape(B, 1, T * R)
         R_eff = R * T
         x = x.reshape(B, 1, T * R, N)
         T = 1
@@ -469,6 +470,8 @@ def fit(
     opts_m = dict(method_options or {})
     if eta_method is not None:
         opts_m["eta_method"] = eta_method
+    if m is not None:
+        opts_m["trial_mask"] = m  # (B, T, R) of the observed trials, for models that sum over trials
     obs = OBSERVATION_MODELS[method](y, R_eff if R_t is None else R_t, N, order, x, **opts_m)
     diag = obs.diagonal
     q_form, Q0, learn_Q = _parse_state_cov(state_cov, D, N, B, T, dtype, dev, diag)
