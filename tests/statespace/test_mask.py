@@ -56,6 +56,28 @@ def test_masking_trials_equals_dropping_them(estep, device):
     torch.testing.assert_close(a.y, b.y, rtol=0, atol=1e-14)
 
 
+def test_batched_masks_equal_separate_fits_of_the_observed_trials():
+    """A (B, T_raw, R) mask: each data set fitted on its own observed trials, in one batch."""
+    _, spikes = _data(T=10, R=50, B=3, seed=31)
+    keep = (20, 35, 50)
+    mask = torch.zeros(3, 10, 50, dtype=torch.bool)
+    for b, k in enumerate(keep):
+        mask[b, :, :k] = True
+    rb = ti.fit(spikes, 2, mask=mask, progress=False, max_iter=25)
+    assert torch.equal(rb.R_t, torch.tensor(keep, dtype=torch.float64)[:, None].expand(3, 10))
+    n = torch.tensor([10 * k for k in keep])
+    assert torch.equal(rb.n_observations, n)
+    torch.testing.assert_close(rb.bic(), -2 * rb.mll + rb.n_hyperparameters * n.double().log(), rtol=0, atol=1e-9)
+    for b, k in enumerate(keep):
+        rs = ti.fit(spikes[b, :, :k], 2, progress=False, max_iter=25)
+        assert (rb.theta_s[b] - rs.theta_s).abs().max() < 1e-8
+        assert (rb.sigma_s[b] - rs.sigma_s).abs().max() < 1e-8
+        assert abs(float(rb.mll[b]) - rs.mll) < 1e-8
+    # a (T_raw, R) mask is shared by the batch
+    shared = ti.fit(spikes, 2, mask=mask[0], progress=False, max_iter=25)
+    assert bool((shared.R_t == 20).all())
+
+
 class _WeightedGaussian(ObservationModel):
     """log p(z_t | theta) = R_t log N(z_t; theta, Lambda^{-1}) with R_t in {0, 1}: exact for the filter."""
 

@@ -336,6 +336,7 @@ class PseudoLikelihood(ObservationModel):
         )
         if self.c is not None:
             self.R = max(1, int(self.R_t.max()))
+            self.R_scale = self.R_t.amax(1).clamp_min(1.0)  # per data set, as ExactIsing
         if eta_method not in ETA_METHODS:
             raise ValueError(f"eta_method must be one of {sorted(ETA_METHODS)}, got {eta_method!r}")
         if covariance not in COVARIANCES:
@@ -422,7 +423,7 @@ class PseudoLikelihood(ObservationModel):
         x = self.x[:, t]
         c = self._c(t)
         N, order = self.N, self.order
-        scale = float(self.R if scale is None else scale)
+        scale = float(self.R) if scale is None else scale  # a float, or per data set (B, 1)
 
         def parts(th):
             h = _fields(th, x, N, order)

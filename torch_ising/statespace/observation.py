@@ -65,6 +65,8 @@ class ObservationModel:
 
     Attributes:
         diagonal: when True the filter keeps diagonal covariances (large D).
+        R_scale: None, or per data set (B,) the trials that scale the mode searches'
+            tolerance (max |grad| / R_scale), when they differ between data sets (masks).
     """
 
     B: int
@@ -72,6 +74,7 @@ class ObservationModel:
     D: int
     R: int
     diagonal: bool = False
+    R_scale: torch.Tensor | None = None
 
     def log_lik(self, theta: torch.Tensor, t: int) -> torch.Tensor:
         """log p(data_t | theta) for theta (B, D); shape (B,). Must be differentiable."""
@@ -127,6 +130,8 @@ class ExactIsing(ObservationModel):
         if isinstance(R, torch.Tensor):
             self.R_t = R.to(dtype=y.dtype, device=y.device).expand(self.B, self.T)
             self.R = max(1, int(self.R_t.max()))
+            # each data set's mode searches stop at its own max |grad| / R, as when fitted alone
+            self.R_scale = self.R_t.amax(1).clamp_min(1.0)
         else:
             self.R = int(R)
             self.R_t = torch.full((self.B, self.T), float(self.R), dtype=y.dtype, device=y.device)
