@@ -44,14 +44,23 @@ def test_all_true_mask_is_no_mask(estep, device):
     assert bool((b.R_t == spikes.shape[2]).all())
 
 
-@pytest.mark.parametrize("estep", ["filter", "joint"])
-def test_masking_trials_equals_dropping_them(estep, device):
+@pytest.mark.parametrize(
+    "estep, kw",
+    [
+        ("filter", {}),
+        ("joint", {}),
+        ("filter", {"stop": "mll"}),
+        ("filter", {"stop": "ssll"}),
+        ("filter", {"window": 3}),
+    ],
+)
+def test_masking_trials_equals_dropping_them(estep, kw, device):
     """fit(spikes, mask=trial_index < 100) == fit(spikes[:, :100])."""
     _, spikes = _data(T=25, R=160)
     spikes = spikes.to(device)
     trial_index = torch.arange(spikes.shape[1])[None, :].expand(spikes.shape[0], -1)
-    a = ti.fit(spikes, 2, progress=False, estep=estep, mask=trial_index < 100)
-    b = ti.fit(spikes[:, :100], 2, progress=False, estep=estep)
+    a = ti.fit(spikes, 2, progress=False, estep=estep, mask=trial_index < 100, **kw)
+    b = ti.fit(spikes[:, :100], 2, progress=False, estep=estep, **kw)
     assert _max_diff(a, b) < 1e-10
     torch.testing.assert_close(a.y, b.y, rtol=0, atol=1e-14)
 
