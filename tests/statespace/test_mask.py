@@ -329,6 +329,15 @@ def test_bad_mask_is_refused_in_one_line(mask, match):
     assert "\n" not in str(err.value)
 
 
+def test_window_leaving_nothing_observed_is_refused():
+    _, spikes = _data(T=10, R=20)
+    mask = torch.ones(10, 20, dtype=torch.bool)
+    mask[::2] = False  # every pair of raw bins has an unobserved one
+    with pytest.raises(ValueError, match="^mask: no re-binned bin") as err:
+        ti.fit(spikes, 2, window=2, mask=mask, progress=False)
+    assert "\n" not in str(err.value)
+
+
 def test_fit_still_refuses_nan_under_a_mask():
     _, spikes = _data(T=10, R=20)
     x = spikes.double().clone()

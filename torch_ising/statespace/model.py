@@ -431,6 +431,11 @@ def fit(
     m = None
     if m_raw is not None:
         m = torch.stack([rebin_mask(m_raw[b], window) for b in range(B)]) if window > 1 else m_raw
+        if window > 1 and not bool(m.flatten(1).any(-1).all()):
+            raise ValueError(
+                f"mask: no re-binned bin of any trial is fully observed with window={window} (in at least one "
+                "data set); a re-binned bin is observed only when all its raw bins are"
+            )
         # the unobserved entries are zeroed (F(0) = 0), so they add nothing to any sum over trials
         x = torch.where(m[..., None], x, torch.zeros_like(x))
     # y_t over the R_t observed trials of each bin; 0 in a missing bin (R_t = 0), where it is multiplied by 0
