@@ -81,6 +81,31 @@ def test_run_experiment_writes_results_that_match_a_direct_fit(tmp_path):
     assert "warning" in text and "max_iter=4" in text
 
 
+@pytest.mark.filterwarnings("ignore::torch_ising.experiment.data.DataWarning")
+def test_run_writes_the_loaders_mask_and_fits_with_it(tmp_path):
+    """data.nan=mask: the NaN entries are unobserved; the run's fit equals fit(spikes, mask=...), mask in results."""
+    theta = ti.generate_thetas(3, 2, 12, seed=3)
+    spikes = ti.generate_spikes(theta, 30, seed=4, N=3, order=2).numpy().astype(np.float64)
+    spikes[3:5, 7] = np.nan
+    spikes[9, :4, 1] = np.nan
+    np.save(tmp_path / "x.npy", spikes)
+    cfg = _compose(["data=array", f"data.path={tmp_path / 'x.npy'}", "data.nan=mask", "fit.max_iter=4",
+                    "output.figures=[]"])  # fmt: skip
+    summary = cli.run_experiment(cfg, tmp_path / "out")  # the run records the FitWarning in its summary
+    mask = ~np.isnan(spikes).any(axis=2)
+    with pytest.warns(ti.FitWarning, match="max_iter=4"):
+        direct = ti.fit(np.nan_to_num(spikes).astype(np.uint8), 2, mask=mask, max_iter=4, state_cov=0.01,
+                        sigma_o=0.1, progress=False)  # fmt: skip
+    res = load_results(tmp_path / "out" / "results.npz")
+    np.testing.assert_array_equal(res["mask"], mask)
+    np.testing.assert_allclose(res["theta_s"], direct.theta_s.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(res["R_t"], mask.sum(1))
+    n = int(mask.sum())
+    assert summary["n_obs"] == n and summary["unobserved_entries"] == 12 * 30 - n
+    assert summary["bic"] == pytest.approx(-2 * direct.mll + summary["k"] * math.log(n), rel=1e-12)
+    assert ti.StateSpaceResult.load(tmp_path / "out" / "results.npz").R_t.sum() == n
+
+
 @pytest.mark.parametrize(
     "Q_form, expected",
     [

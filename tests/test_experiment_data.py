@@ -331,3 +331,96 @@ def test_synthetic_source_matches_the_synthesis_functions():
     np.testing.assert_array_equal(spikes, expected)
     np.testing.assert_array_equal(src.theta, theta.numpy())
     assert "N=3" in src.describe()
+
+
+# --------------------------------------------------------------------------------------------- masks (missing data)
+
+
+def brute_force_mask(events, width, start, stop, ends=None, bad_trials=None, intervals=()):
+    """Bin by bin: observed unless past the trial's end, in an invalid trial, or overlapping an invalid interval."""
+    T = int(round((stop - start) / width))
+    m = np.ones((T, len(events)), dtype=bool)
+    for r, e in enumerate(events):
+        for t in range(T):
+            a, b = e + start + t * width, e + start + (t + 1) * width
+            if ends is not None and b > ends[r] + 1e-12:
+                m[t, r] = False
+            if bad_trials is not None and bad_trials[r]:
+                m[t, r] = False
+            for lo, hi in intervals:
+                if a < hi and b > lo:
+                    m[t, r] = False
+    return m
+
+
+def test_spike_times_with_unequal_trials_give_a_mask(tmp_path, session):
+    s = session
+    window = [0.0, 0.5]
+    ends = s["events"] + np.array([0.5, 0.3, 0.5, 0.123, 0.05])  # trial 1 ends after 30 bins, trial 3 inside bin 12
+    np.savez(
+        tmp_path / "s.npz", spike_times=s["times"], spike_units=s["units"], event_times=s["events"], trial_ends=ends
+    )
+    src = SpikeTimesData(str(tmp_path / "s.npz"), bin_width=s["width"], window=window, counts="binarise")
+    with pytest.warns(DataWarning, match="past the end of their trial"):
+        spikes = src.load()
+    want = brute_force_mask(s["events"], s["width"], 0.0, 0.5, ends=ends)
+    assert src.mask.dtype == np.bool_ and src.mask.shape == spikes.shape[:2]
+    np.testing.assert_array_equal(src.mask, want)
+    assert want[:, 0].all() and want[:30, 1].all() and not want[30:, 1].any() and want[:12, 3].sum() == 12
+    # without trial_ends in the file everything is observed
+    np.savez(tmp_path / "t.npz", spike_times=s["times"], spike_units=s["units"], event_times=s["events"])
+    other = SpikeTimesData(str(tmp_path / "t.npz"), bin_width=s["width"], window=window, counts="binarise")
+    np.testing.assert_array_equal(other.load(), spikes)
+    assert other.mask is None
+    # the mask goes to fit: equal to dropping the short trials' late bins by hand (trial 4 alone is cut at bin 5)
+    res = ti.fit(spikes, 1, mask=src.mask, mstep=False, progress=False)
+    np.testing.assert_array_equal(res.R_t.numpy(), want.sum(1))
+
+
+def test_nwb_invalid_trials_and_intervals_give_a_mask(tmp_path, session):
+    pynwb = pytest.importorskip("pynwb")
+    s = session
+    nwbfile = pynwb.NWBFile(
+        session_description="torch_ising test session",
+        identifier="torch-ising-test-invalid",
+        session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc),
+    )
+    for u in s["ids"]:
+        nwbfile.add_unit(id=int(u), spike_times=np.sort(s["times"][s["units"] == u]))
+    nwbfile.add_trial_column(name="invalid", description="trial rejected")
+    bad = [False, True, False, False, True]
+    for e, b in zip(s["events"], bad, strict=True):
+        nwbfile.add_trial(start_time=float(e), stop_time=float(e) + 1.0, invalid=b)
+    nwbfile.add_invalid_time_interval(start_time=4.1005, stop_time=4.2)  # inside trial 2's window
+    with pynwb.NWBHDF5IO(str(tmp_path / "s.nwb"), "w") as io:
+        io.write(nwbfile)
+    src = NWBData(str(tmp_path / "s.nwb"), bin_width=s["width"], window=[0.0, 0.5], counts="binarise")
+    with pytest.warns(DataWarning, match="trials marked invalid, inside invalid_times intervals"):
+        spikes = src.load()
+    want = brute_force_mask(s["events"], s["width"], 0.0, 0.5, bad_trials=bad, intervals=[(4.1005, 4.2)])
+    np.testing.assert_array_equal(src.mask, want)
+    assert not want[:, 1].any() and want[:, 2].sum() == 50 - 10
+    np.testing.assert_array_equal(spikes, bin_spike_times(s["times"], s["units"], s["events"], s["width"], [0.0, 0.5],
+                                                          counts="binarise"))  # fmt: skip
+
+
+def test_array_nan_only_through_the_mask_option(tmp_path):
+    a = (np.random.default_rng(1).random((6, 4, 3)) < 0.3).astype(np.float64)
+    a[2, 1, 0] = np.nan
+    a[5, :, 2] = np.nan
+    np.save(tmp_path / "x.npy", a)
+    with pytest.raises(ValueError, match="contains NaN.*nan='mask'"):
+        load_array(tmp_path / "x.npy")
+    src = ArrayData(str(tmp_path / "x.npy"), nan="mask")
+    with pytest.warns(DataWarning, match="5 of 24 \\(bin, trial\\) entries are unobserved"):
+        spikes = src.load()
+    want = ~np.isnan(a).any(axis=2)
+    np.testing.assert_array_equal(src.mask, want)
+    np.testing.assert_array_equal(spikes, np.nan_to_num(a, nan=0.0).astype(np.uint8))
+    # fit itself still refuses the NaN array, and takes the loader's spikes with its mask
+    with pytest.raises(ValueError, match="spikes contains NaN"):
+        ti.fit(a, 1, progress=False)
+    res = ti.fit(spikes, 1, mask=src.mask, mstep=False, progress=False)
+    np.testing.assert_array_equal(res.R_t.numpy(), want.sum(1))
+    with pytest.raises(ValueError, match="data.nan must be one of refuse, mask"):
+        load_array(tmp_path / "x.npy", nan="zero")

@@ -251,3 +251,38 @@ def check_spikes(spikes: Any, ndim: int | tuple[int, ...] = 3, name: str = "spik
             f"{name} must be binary (0 or 1); found values such as {bad}. Binarise counts first, e.g. (counts > 0)."
         )
     return t
+
+
+def check_mask(mask: Any, shape: tuple[int, int, int], batched: bool, name: str = "mask") -> torch.Tensor:
+    """Validate a boolean observation mask and return it as a (B, T_raw, R) bool tensor.
+
+    Args:
+        mask: boolean array, True = observed: (T_raw, R), or (B, T_raw, R) for batched spikes
+            ((T_raw, R) is then shared by every data set).
+        shape: (B, T_raw, R) of the spikes.
+        batched: whether the spikes carry a leading B.
+        name: the argument name for error messages.
+
+    Raises:
+        ValueError: one line naming ``name``, for a non-boolean dtype, a wrong shape, or a data set
+            with no observed entry.
+    """
+    B, T_raw, R = shape
+    if isinstance(mask, np.ndarray):
+        if mask.dtype != np.bool_:
+            raise ValueError(f"{name} must be boolean (True = observed); got dtype {mask.dtype}")
+        m = torch.from_numpy(np.ascontiguousarray(mask))
+    elif isinstance(mask, torch.Tensor):
+        m = mask
+    else:
+        m = torch.as_tensor(np.asarray(mask))
+    if m.dtype != torch.bool:
+        raise ValueError(f"{name} must be boolean (True = observed); got dtype {m.dtype}")
+    want = f"(T_raw, R) = ({T_raw}, {R})" + (f" or (B, T_raw, R) = ({B}, {T_raw}, {R})" if batched else "")
+    if m.ndim == 2 and tuple(m.shape) == (T_raw, R):
+        m = m.expand(B, T_raw, R)
+    elif not (batched and m.ndim == 3 and tuple(m.shape) == (B, T_raw, R)):
+        raise ValueError(f"{name} must have shape {want} like spikes; got {tuple(m.shape)}")
+    if not bool(m.flatten(1).any(-1).all()):
+        raise ValueError(f"{name} marks no entry as observed (in at least one data set); nothing to fit")
+    return m

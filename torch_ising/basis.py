@@ -33,6 +33,7 @@ __all__ = [
     "mask_to_seed",
     "seed_to_mask",
     "rebin",
+    "rebin_mask",
     "features",
     "sufficient_stats",
 ]
@@ -156,6 +157,22 @@ def rebin(spikes: torch.Tensor, window: int = 1) -> torch.Tensor:
     return x.amax(dim=1)
 
 
+def rebin_mask(mask: torch.Tensor, window: int = 1) -> torch.Tensor:
+    """Re-bin an observation mask (T_raw, R, ...) (True = observed) like :func:`rebin`.
+
+    A re-binned bin of a trial is observed only when all of its ``window`` raw
+    bins are: the "any spike" of a partly observed bin would undercount its
+    spikes. The trailing remainder is dropped, as by :func:`rebin`.
+    """
+    window = check_positive_int(window, "window")
+    if window == 1:
+        return mask
+    T = mask.shape[0] // window
+    if T < 1:
+        raise ValueError(f"window={window} is longer than the recording (T_raw={mask.shape[0]} bins)")
+    return mask[: T * window].reshape(T, window, *mask.shape[1:]).all(dim=1)
+
+
 def features(x: torch.Tensor, N: int, order: int = 2, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Sufficient statistics F_S(x) = prod_{i in S} x_i of patterns x (..., N) -> (..., D)."""
     N, order = check_N_order(N, order)
@@ -179,8 +196,13 @@ def sufficient_stats(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
     max_chunk_bytes: int = 2**28,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Empirical statistics y_t = (1/R) sum_r F(x_{t,r}), shape (T, D).
+
+    With a ``mask`` (T, R) (True = observed, already re-binned) the sum runs over the R_t
+    observed trials of bin t only, y_t = (1/R_t) sum_{r observed} F(x_{t,r}), and y_t = 0
+    where R_t = 0 (a missing bin).
 
     Args:
         spikes: binary array (T_raw, R, N) (numpy or tensor).
@@ -189,6 +211,7 @@ def sufficient_stats(
         dtype: floating dtype of the result.
         device: device of the result (default: that of ``spikes``).
         max_chunk_bytes: memory budget of one chunk of bins.
+        mask: boolean (T, R) of the re-binned bins, True = observed (see :func:`rebin_mask`).
     """
     x = check_spikes(spikes, 3)
     if device is not None:
@@ -200,6 +223,16 @@ def sufficient_stats(
     per_bin = max(1, R * D * order * torch.finfo(dtype).bits // 8)
     chunk = max(1, max_chunk_bytes // per_bin)
     out = torch.empty(T, D, dtype=dtype, device=x.device)
+    if mask is None:
+        for s in range(0, T, chunk):
+            out[s : s + chunk] = features(x[s : s + chunk], N, order, dtype).mean(dim=1)
+        return out
+    if tuple(mask.shape) != (T, R) or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a boolean (T, R) = ({T}, {R}) array; got {mask.dtype} {tuple(mask.shape)}")
+    m = mask.to(x.device)
+    R_t = m.sum(1, keepdim=True).to(dtype)
     for s in range(0, T, chunk):
-        out[s : s + chunk] = features(x[s : s + chunk], N, order, dtype).mean(dim=1)
+        # an unobserved trial adds an exact 0 to the sum, so y_t equals the mean over the observed trials alone
+        f = features(x[s : s + chunk], N, order, dtype) * m[s : s + chunk, :, None]
+        out[s : s + chunk] = f.sum(dim=1) / R_t[s : s + chunk].clamp_min(1.0)
     return out

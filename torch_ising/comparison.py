@@ -5,7 +5,7 @@ number of free hyperparameters (Shimazaki et al. 2012 count the parameters
 that EM optimises, not the latent theta_t):
 
     AIC = -2 l + 2 k
-    BIC = -2 l + k log(n),   n = T R (the number of observed patterns)
+    BIC = -2 l + k log(n),   n = sum_t R_t (the number of observed patterns; T R without a mask)
 
 For the default model k = D (the prior mean mu = theta_o) + the Q
 parameters (1 scalar, D diagonal, D (D + 1) / 2 full, 2 for the two-value
@@ -146,7 +146,7 @@ class OrderComparison(NamedTuple):
         k: free hyperparameters of each fit, (K,).
         aic: -2 l + 2 k.
         bic: -2 l + k log(n_obs).
-        n_obs: T R, the number of observed patterns.
+        n_obs: sum_t R_t, the number of observed patterns (T R without a mask; a (B,) tensor for a masked batch).
         results: the :class:`~torch_ising.StateSpaceResult` of each order.
     """
 
@@ -155,7 +155,7 @@ class OrderComparison(NamedTuple):
     k: tuple[int, ...]
     aic: torch.Tensor
     bic: torch.Tensor
-    n_obs: int
+    n_obs: int | torch.Tensor
     results: tuple[Any, ...]
 
     @property
@@ -222,14 +222,15 @@ def compare_orders(spikes: Any, orders: Sequence[int] = (1, 2, 3), **fit_kwargs:
         mlls.append(torch.as_tensor(res.mll, dtype=torch.float64).detach().cpu())
         ks.append(count_hyperparameters(res))
     mll = torch.stack(mlls)
-    n_obs = int(results[0].T) * int(results[0].R)
+    n_obs = results[0].n_observations  # sum_t R_t (T R without a mask); (B,) for a masked batch
     kt = torch.tensor(ks, dtype=torch.float64).reshape(-1, *([1] * (mll.ndim - 1)))
+    log_n = math.log(n_obs) if isinstance(n_obs, int) else torch.log(n_obs.to(torch.float64))
     return OrderComparison(
         orders=orders,
         mll=mll,
         k=tuple(ks),
         aic=-2.0 * mll + 2.0 * kt,
-        bic=-2.0 * mll + kt * math.log(n_obs),
+        bic=-2.0 * mll + kt * log_n,
         n_obs=n_obs,
         results=tuple(results),
     )

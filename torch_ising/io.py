@@ -14,6 +14,11 @@ guide to choosing the bin width.
 Bins holding several spikes of one unit are refused by default (the error
 says how many); ``counts="binarise"`` maps them to 1 and its note states the
 spikes dropped. Unit ids that do not exist are an error naming them.
+
+Missing data come as the record's ``mask`` (T, R), True = observed, for
+``ti.fit(data.spikes, mask=data.mask)``: bins past a trial's end
+(``trial_ends=``, or an .npz array ``trial_ends``), NWB trials marked ``invalid``
+and ``invalid_times`` intervals, and NaN entries of an array with ``nan="mask"``.
 """
 
 from __future__ import annotations

@@ -182,8 +182,9 @@ def _check_data(y: Any, R: Any, theta: torch.Tensor) -> tuple[torch.Tensor | Non
             f"y of shape {tuple(y_t.shape)} does not broadcast against theta of shape {tuple(theta.shape)}"
         ) from err
     R_t = as_tensor(R, dtype=theta.dtype, device=theta.device)
-    if R_t.numel() == 0 or not bool((R_t > 0).all()) or not bool(torch.isfinite(R_t).all()):
-        raise ValueError(f"R must be a positive number of trials (or a tensor of them); got {R!r}")
+    # a tensor of per-bin trials may hold 0 for a missing bin (masked data), as long as some bin is observed
+    if R_t.numel() == 0 or not bool((R_t >= 0).all() & (R_t > 0).any()) or not bool(torch.isfinite(R_t).all()):
+        raise ValueError(f"R must be a positive number of trials (or a tensor of them, 0 in missing bins); got {R!r}")
     return y_t, R_t
 
 
@@ -204,7 +205,8 @@ def thermodynamics(
         order: interaction order O of ``theta``.
         y: empirical sufficient statistics, shape broadcastable to (..., D)
             (``torch_ising.sufficient_stats(spikes, order)``). Needed for llk1, llk2.
-        R: number of trials (an int, or a tensor broadcastable to the batch shape).
+        R: number of trials (an int, or a tensor broadcastable to the batch shape, e.g. the
+            observed trials R_t of each bin of a masked fit, 0 in a missing bin).
         beta: inverse temperature at which the heat capacity C(beta) is evaluated
             (a float or a tensor broadcastable to the batch shape). The other
             quantities describe the fitted model itself (beta = 1).

@@ -53,6 +53,11 @@ How :class:`PseudoLikelihood` plugs into the Laplace filter (Donner et al. 2017)
   approximate psi~ (``marginal_log_lik``);
 * eta_s = eta~(theta_s) (``expectation``).
 
+With an observation ``mask`` (True = observed) every sum over trials runs over the
+observed trials of the bin only (each term of trial r is weighted by c_{t,r} in
+{0, 1}), and R becomes R_t = sum_r c_{t,r} in the precision, the calibration and the
+marginal likelihood; a bin with R_t = 0 contributes nothing.
+
 The published library, like this diagonal scheme, assumes F = I (no learned
 autoregressive F): ``fit(method="pseudo", state_ar=...)`` is refused.
 """
@@ -142,8 +147,10 @@ def _fields(theta: torch.Tensor, x: torch.Tensor, N: int, order: int) -> torch.T
     return (a * th[..., None, :, :]).sum(-1)
 
 
-def pseudo_log_likelihood(theta: torch.Tensor, spikes: torch.Tensor, N: int, order: int = 2) -> torch.Tensor:
-    """PL(theta) = sum_r sum_i [x_{r,i} h_{r,i} - log(1 + exp(h_{r,i}))], shape (...). Differentiable.
+def pseudo_log_likelihood(
+    theta: torch.Tensor, spikes: torch.Tensor, N: int, order: int = 2, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """PL(theta) = sum_r c_r sum_i [x_{r,i} h_{r,i} - log(1 + exp(h_{r,i}))], shape (...). Differentiable.
 
     Args:
         theta: natural parameters (..., D), e.g. (T, D) for all bins or (B, D).
@@ -151,13 +158,17 @@ def pseudo_log_likelihood(theta: torch.Tensor, spikes: torch.Tensor, N: int, ord
             (e.g. (T, R, N)); they broadcast.
         N: number of neurons.
         order: interaction order (any).
+        weights: trial weights c_r (..., R), e.g. an observation mask (1 = observed); None: all 1.
 
     Returns:
         The pseudo-log-likelihood summed over trials and neurons, shape (...).
     """
     x, N, order = _check(theta, spikes, N, order)
     h = _fields(theta, x, N, order)
-    return (x * h - softplus(h)).sum((-1, -2))
+    terms = x * h - softplus(h)
+    if weights is not None:
+        terms = terms * weights[..., None]
+    return terms.sum((-1, -2))
 
 
 def _scatter(values: torch.Tensor, params: torch.Tensor, D: int) -> torch.Tensor:
@@ -168,7 +179,12 @@ def _scatter(values: torch.Tensor, params: torch.Tensor, D: int) -> torch.Tensor
 
 
 def pseudo_value_grad_hess(
-    theta: torch.Tensor, spikes: torch.Tensor, N: int, order: int = 2, diagonal: bool = True
+    theta: torch.Tensor,
+    spikes: torch.Tensor,
+    N: int,
+    order: int = 2,
+    diagonal: bool = True,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Closed-form PL, its gradient and its Hessian (diagonal or full); see the module docstring.
 
@@ -178,6 +194,7 @@ def pseudo_value_grad_hess(
         N: number of neurons.
         order: interaction order (any).
         diagonal: return the Hessian diagonal (..., D) instead of (..., D, D).
+        weights: trial weights c_r (..., R) (an observation mask); None: all 1.
 
     Returns:
         value (...), grad (..., D), hess (..., D) or (..., D, D).
@@ -186,9 +203,13 @@ def pseudo_value_grad_hess(
     D = theta.shape[-1]
     h = _fields(theta, x, N, order)
     s = torch.sigmoid(h)
-    value = (x * h - softplus(h)).sum((-1, -2))
+    terms = x * h - softplus(h)
     e = x - s
     w = s * (1.0 - s)
+    if weights is not None:  # every term of trial r is scaled by c_r
+        c = weights[..., None]
+        terms, e, w = terms * c, e * c, w * c
+    value = terms.sum((-1, -2))
     if order == 2 and diagonal:
         iu = torch.triu_indices(N, N, 1, device=theta.device)
         M = e.transpose(-1, -2) @ x  # M_ij = sum_r e_ri x_rj
@@ -266,6 +287,8 @@ class PseudoLikelihood(ObservationModel):
             "pseudo" (the negative pseudo-log-likelihood Hessian).
         y: the sufficient statistics (B, T, D) if already computed.
         R: trials per bin (default: spikes.shape[-2]).
+        mask: boolean (B, T, R), True = observed (default: all); the sums over trials run
+            over the observed ones, and R_t = their number replaces R.
         calibrate: with ``covariance="fisher"`` and diagonal covariances, scale
             the pseudo-likelihood score in the filter's mode search so that it
             weights the data by the Fisher information of the covariance
@@ -293,6 +316,7 @@ class PseudoLikelihood(ObservationModel):
         R: int | None = None,
         dtype: torch.dtype = torch.float64,
         calibrate: bool = True,
+        mask: torch.Tensor | None = None,
     ) -> None:
         x = check_spikes(spikes, (3, 4))
         if x.ndim == 3:
@@ -302,6 +326,17 @@ class PseudoLikelihood(ObservationModel):
         self.N, self.order = check_N_order(N, order)
         self.D = n_params(self.N, self.order)
         self.R = int(R_x if R is None else R)
+        #: trial weights c_{t,r} (B, T, R) of the observed trials, or None (all observed)
+        self.c = None if mask is None else mask.to(device=x.device, dtype=dtype).expand(self.B, self.T, R_x)
+        #: observed trials R_t per bin (B, T)
+        self.R_t = (
+            torch.full((self.B, self.T), float(self.R), dtype=dtype, device=x.device)
+            if self.c is None
+            else self.c.sum(-1)
+        )
+        if self.c is not None:
+            self.R = max(1, int(self.R_t.max()))
+            self.R_scale = self.R_t.amax(1).clamp_min(1.0)  # per data set, as ExactIsing
         if eta_method not in ETA_METHODS:
             raise ValueError(f"eta_method must be one of {sorted(ETA_METHODS)}, got {eta_method!r}")
         if covariance not in COVARIANCES:
@@ -312,7 +347,12 @@ class PseudoLikelihood(ObservationModel):
                 f"eta_method={eta_method!r} does not give; use covariance='pseudo' or diagonal=True"
             )
         if y is None:
-            y = torch.stack([sufficient_stats(self.x[b], self.order, dtype=dtype) for b in range(self.B)])
+            y = torch.stack(
+                [
+                    sufficient_stats(self.x[b], self.order, dtype=dtype, mask=None if mask is None else self.c[b] > 0)
+                    for b in range(self.B)
+                ]
+            )
         if y.shape != (self.B, self.T, self.D):
             raise ValueError(f"y must have shape (B, T, D) = ({self.B}, {self.T}, {self.D}); got {tuple(y.shape)}")
         self.y = y.to(dtype)
@@ -333,17 +373,25 @@ class PseudoLikelihood(ObservationModel):
         return self.eta_options
 
     # ------------------------------------------------------------------ filter interface
+    def _c(self, t: int | None = None) -> torch.Tensor | None:
+        """The trial weights of bin t (B, R), or of every bin (B, T, R); None without a mask."""
+        if self.c is None:
+            return None
+        return self.c if t is None else self.c[:, t]
+
     def log_lik(self, theta: torch.Tensor, t: int) -> torch.Tensor:
-        """Pseudo-log-likelihood of the R trials of bin t, theta (B, D) -> (B,)."""
-        return pseudo_log_likelihood(theta, self.x[:, t], self.N, self.order)
+        """Pseudo-log-likelihood of the (observed) trials of bin t, theta (B, D) -> (B,)."""
+        return pseudo_log_likelihood(theta, self.x[:, t], self.N, self.order, self._c(t))
 
     def log_lik_all(self, theta: torch.Tensor) -> torch.Tensor:
         """Pseudo-log-likelihood of every bin, theta (B, T, D) -> (B, T)."""
-        return pseudo_log_likelihood(theta, self.x, self.N, self.order)
+        return pseudo_log_likelihood(theta, self.x, self.N, self.order, self._c())
 
     def value_grad_hess(self, theta: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Closed-form PL, gradient and Hessian (diagonal when ``self.diagonal``) of bin t."""
-        return pseudo_value_grad_hess(theta, self.x[:, t], self.N, self.order, diagonal=self.diagonal)
+        return pseudo_value_grad_hess(
+            theta, self.x[:, t], self.N, self.order, diagonal=self.diagonal, weights=self._c(t)
+        )
 
     def mode(
         self,
@@ -373,16 +421,20 @@ class PseudoLikelihood(ObservationModel):
             (B, D); ``converged`` is max |grad L| / scale <= tol.
         """
         x = self.x[:, t]
+        c = self._c(t)
         N, order = self.N, self.order
-        scale = float(self.R if scale is None else scale)
+        scale = float(self.R) if scale is None else scale  # a float, or per data set (B, 1)
 
         def parts(th):
             h = _fields(th, x, N, order)
             s = torch.sigmoid(h)
             e = x - s
             w = s * (1.0 - s)
+            terms = x * h - softplus(h)
+            if c is not None:  # the unobserved trials drop out of every sum over trials
+                terms, e, w = terms * c[..., None], e * c[..., None], w * c[..., None]
             diff = th - prior_mean
-            val = (x * h - softplus(h)).sum((-1, -2)) - 0.5 * (prior_prec * diff * diff).sum(-1)
+            val = terms.sum((-1, -2)) - 0.5 * (prior_prec * diff * diff).sum(-1)
             return val, e, w
 
         def grad_hdiag(th, e, w):
@@ -393,7 +445,7 @@ class PseudoLikelihood(ObservationModel):
                 Wx = w.transpose(-1, -2) @ x
                 hd = -torch.cat([w.sum(-2), (Wx + Wx.transpose(-1, -2))[..., iu[0], iu[1]]], dim=-1)
             else:
-                _, g, hd = pseudo_value_grad_hess(th, x, N, order, diagonal=True)
+                _, g, hd = pseudo_value_grad_hess(th, x, N, order, diagonal=True, weights=c)
             return g - prior_prec * (th - prior_mean), hd - prior_prec
 
         th = theta0.clone()
@@ -459,14 +511,15 @@ class PseudoLikelihood(ObservationModel):
         return approx_moments(theta, self.N, self.order, self.eta_method, **opts)
 
     def precision(self, theta: torch.Tensor, t: int) -> torch.Tensor:
-        """Observation precision at the mode: R diag(eta~ (1 - eta~)) ("fisher") or -hess PL ("pseudo")."""
+        """Observation precision at the mode: R_t diag(eta~ (1 - eta~)) ("fisher") or -hess PL ("pseudo")."""
         if self.covariance == "pseudo":
             return -self.value_grad_hess(theta, t)[2]
+        r = self.R_t[:, t, None]
         if not self.diagonal:  # eta_method == "exact" (checked in __init__)
             from ..moments import fisher
 
-            return self.R * fisher(theta, self.N, self.order)
-        return self.R * self.moments(theta, with_psi=False).fisher_diag
+            return r[..., None] * fisher(theta, self.N, self.order)
+        return r * self.moments(theta, with_psi=False).fisher_diag
 
     def score_scale(self, theta: torch.Tensor, t: int) -> torch.Tensor | None:
         """Calibration of the mode search for bin t: a_S = max(1/|S|, min(1, R G~_SS / H_SS)), shape (B, D).
@@ -483,7 +536,7 @@ class PseudoLikelihood(ObservationModel):
         """
         if not (self.calibrate and self.diagonal and self.covariance == "fisher"):
             return None
-        _, _, hd = pseudo_value_grad_hess(theta, self.x[:, t], self.N, self.order, diagonal=True)
+        _, _, hd = pseudo_value_grad_hess(theta, self.x[:, t], self.N, self.order, diagonal=True, weights=self._c(t))
         H = -hd
         G = self.precision(theta, t)
         a = torch.where(H > G, G / torch.where(H > G, H, torch.ones_like(H)), torch.ones_like(H))
@@ -493,9 +546,9 @@ class PseudoLikelihood(ObservationModel):
         return torch.maximum(a, self._min_scale.to(a))
 
     def marginal_log_lik(self, theta: torch.Tensor) -> torch.Tensor:
-        """R [y_t . theta_t - psi~(theta_t)] for all bins, theta (B, T, D) -> (B, T), for the mll."""
+        """R_t [y_t . theta_t - psi~(theta_t)] for all bins, theta (B, T, D) -> (B, T), for the mll."""
         psi = self.moments(theta).psi
-        return self.R * ((self.y * theta).sum(-1) - psi)
+        return self.R_t * ((self.y * theta).sum(-1) - psi)
 
     def expectation(self, theta: torch.Tensor) -> torch.Tensor:
         """Approximate eta~(theta) for theta (..., D)."""
@@ -514,6 +567,7 @@ def build_pseudo_observation(
     diagonal: bool = True,
     covariance: str = "fisher",
     calibrate: bool = True,
+    mask: torch.Tensor | None = None,
 ) -> PseudoLikelihood:
     """Builder for ``torch_ising.statespace.model.OBSERVATION_MODELS["pseudo"]``.
 
@@ -529,6 +583,7 @@ def build_pseudo_observation(
         covariance: "fisher" or "pseudo" (see :class:`PseudoLikelihood`).
         calibrate: calibrate the mode search to the Fisher covariance (see
             :class:`PseudoLikelihood`).
+        mask: boolean (B, T, R) of the observed trials (see :class:`PseudoLikelihood`).
     """
     if spikes.shape[-1] != N:
         raise ValueError(f"spikes must have shape (B, T, R, N) with N={N}; got {tuple(spikes.shape)}")
@@ -543,4 +598,5 @@ def build_pseudo_observation(
         R=R,
         dtype=y.dtype,
         calibrate=calibrate,
+        mask=mask,
     )

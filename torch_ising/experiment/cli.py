@@ -331,6 +331,10 @@ def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] 
             f"use model.window <= {T_raw}"
         )
     kwargs = fit_kwargs(fit_cfg, model_cfg, N)
+    # the loader's (T_raw, R) observation mask (unequal trials, invalid trials, NaN entries), None if all observed
+    mask = getattr(source, "mask", None)
+    if mask is not None:
+        kwargs["mask"] = np.asarray(mask, dtype=bool)
     D = compute_D(N, model_cfg.order)
     meta = {
         "N": N,
@@ -376,7 +380,7 @@ def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] 
 
     k = count_hyperparameters(result)
     mll = float(result.mll)
-    n_obs = int(result.T) * int(result.R)
+    n_obs = int(result.n_observations)  # sum_t R_t: T R unless the data had unobserved entries
     summary: dict[str, Any] = {
         "name": cfg.get("name", "default"),
         "data": source.describe(),
@@ -392,6 +396,7 @@ def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] 
         "bic": float(bic(mll, k, n_obs)),
         "k": k,
         "n_obs": n_obs,
+        "unobserved_entries": 0 if mask is None else int((~np.asarray(mask, dtype=bool)).sum()),
         "iterations": int(result.iterations),  # EM iterations, those before a resume included
         "converged": bool(result.converged),
         "wall_time": wall_time,
@@ -432,6 +437,8 @@ def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] 
             arrays["theta_true"] = theta_true
         arrays["bin_times"], arrays["raw_bin_times"] = bin_times, raw_bin_times
         arrays["time_unit"], arrays["unit_ids"] = time_unit, unit_ids
+        # the (T_raw, R) observation mask, True = observed (all True when the loader found nothing missing)
+        arrays["mask"] = np.ones((T_raw, R), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
         written["results"] = save_results(output_dir / out_cfg.results_file, arrays, config_yaml, summary)
     if out_cfg.config_file:
         written["config"] = write_text(output_dir / out_cfg.config_file, config_yaml)

@@ -30,6 +30,17 @@ and each note is also issued as a :class:`DataWarning`. The record carries the
 bin times (``bin_times``: bin centres in seconds from the alignment event, or
 bin indices for binned arrays and synthetic data) and the unit ids. The same
 functions are the Python loader API ``torch_ising.io``.
+
+Missing data: the record's ``mask`` (T, R) bool (True = observed; None when
+everything is) is what ``fit(spikes, mask=...)`` takes, and the CLI passes it on:
+
+* spike times with trials of unequal length (``trial_ends``, or the .npz array
+  ``trial_ends``): bin t of trial r is unobserved when it ends after the trial's end;
+* NWB: trials whose ``invalid`` column is true are unobserved in every bin, and
+  bins overlapping an interval of the file's ``invalid_times`` table are unobserved;
+* arrays with NaN: only with ``nan="mask"`` (``data.nan=mask``), which marks an
+  entry (t, r) with a NaN in any neuron unobserved and sets its spikes to 0;
+  by default NaN is refused, as ``fit`` always refuses it.
 """
 
 from __future__ import annotations
@@ -43,7 +54,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .schemas import COUNTS_MODES
+from .schemas import COUNTS_MODES, NAN_MODES
 
 __all__ = [
     "DataWarning",
@@ -81,6 +92,8 @@ class SpikeData(NamedTuple):
             the source has no ids.
         time_unit: ``"s"`` when ``bin_times`` are seconds, ``"bin"`` when they are indices.
         notes: one sentence per change the loader made (also issued as :class:`DataWarning`).
+        mask: (T, R) bool, True = observed, for ``fit(spikes, mask=...)``; None when every
+            bin of every trial is observed.
     """
 
     spikes: np.ndarray
@@ -88,6 +101,7 @@ class SpikeData(NamedTuple):
     unit_ids: np.ndarray
     time_unit: str
     notes: tuple[str, ...] = ()
+    mask: np.ndarray | None = None
 
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
@@ -123,6 +137,27 @@ def _check_path(path: Any, suffixes: tuple[str, ...], name: str = "data.path") -
     return p
 
 
+def _mask_note(mask: np.ndarray | None, why: str) -> list[str]:
+    if mask is None or mask.all():
+        return []
+    return [f"{int((~mask).sum())} of {mask.size} (bin, trial) entries are unobserved ({why}); they go to fit as mask"]
+
+
+def _nan_mask(a: np.ndarray, nan: str, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(values with NaN set to 0, the (T, R) mask of entries without NaN) for a (T, R, N) array."""
+    if nan not in NAN_MODES:
+        raise ValueError(f"data.nan must be one of {', '.join(NAN_MODES)}; got {nan!r}")
+    if nan == "refuse" or not np.issubdtype(a.dtype, np.floating):
+        return a, None
+    bad = np.isnan(a)
+    if not bad.any():
+        return a, None
+    observed = ~bad.any(axis=2)
+    if not observed.any():
+        raise ValueError(f"{name} is NaN in every (bin, trial) entry; nothing is observed")
+    return np.where(bad, 0.0, a), observed
+
+
 def _binarise(values: np.ndarray, counts: str = "refuse", name: str = "spikes") -> tuple[np.ndarray, list[str]]:
     """:func:`to_binary`, also returning the note that says what binarising dropped."""
     if counts not in COUNTS_MODES:
@@ -134,7 +169,10 @@ def _binarise(values: np.ndarray, counts: str = "refuse", name: str = "spikes") 
         raise ValueError(f"{name} must be a numeric array of spikes (0/1) or counts; got dtype {a.dtype}")
     if np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():
-            raise ValueError(f"{name} contains NaN or infinite values; spikes must be 0/1 (or counts)")
+            raise ValueError(
+                f"{name} contains NaN or infinite values; spikes must be 0/1 (or counts). If NaN marks missing "
+                "entries, load with nan='mask' (data.nan=mask) to pass them to fit as a mask"
+            )
         if (a != np.round(a)).any():
             bad = a[a != np.round(a)].ravel()[:3].tolist()
             raise ValueError(
@@ -226,7 +264,9 @@ def _check_magic(p: Path) -> None:
         )
 
 
-def read_array(path: str | os.PathLike, key: str | None = None, axes: str = "TRN", counts: str = "refuse") -> SpikeData:
+def read_array(
+    path: str | os.PathLike, key: str | None = None, axes: str = "TRN", counts: str = "refuse", nan: str = "refuse"
+) -> SpikeData:
     """Load binned spikes from .npy or .npz (``allow_pickle=False``), with bin indices and unit indices.
 
     Mapping: ``axes`` names the stored array's axes (see :func:`arrange_axes`).
@@ -237,10 +277,13 @@ def read_array(path: str | os.PathLike, key: str | None = None, axes: str = "TRN
         key: the array inside an .npz (default: ``spikes``, or the only array).
         axes: the stored axis order.
         counts: "refuse" or "binarise" counts (see :func:`to_binary`).
+        nan: "refuse" (default) NaN, or "mask": an entry (t, r) with a NaN in any neuron is
+            unobserved (``mask`` False) and its spikes are set to 0.
 
     Returns:
         a :class:`SpikeData`: spikes (T, R, N) uint8, ``bin_times`` the bin indices,
-        ``unit_ids`` 0..N-1, and notes on binarised counts and silent neurons.
+        ``unit_ids`` 0..N-1, ``mask`` (None without NaN), and notes on binarised counts,
+        unobserved entries and silent neurons.
     """
     p = _check_path(path, (".npy", ".npz"))
     _check_magic(p)
@@ -272,24 +315,26 @@ def read_array(path: str | os.PathLike, key: str | None = None, axes: str = "TRN
     a = arrange_axes(a, axes, name)
     if a.size == 0:
         raise ValueError(f"{name} is empty: shape (T, R, N) = {a.shape}")
+    a, mask = _nan_mask(a, nan, name)
     spikes, notes = _binarise(a, counts, name)
     spikes = np.ascontiguousarray(spikes)
     T, _, N = spikes.shape
     ids = np.arange(N)
+    notes += _mask_note(mask, "NaN in the array")
     notes += _silent_note(spikes, ids)
     _warn(notes)
-    return SpikeData(spikes, np.arange(T, dtype=np.float64), ids, "bin", tuple(notes))
+    return SpikeData(spikes, np.arange(T, dtype=np.float64), ids, "bin", tuple(notes), mask)
 
 
 def load_array(
-    path: str | os.PathLike, key: str | None = None, axes: str = "TRN", counts: str = "refuse"
+    path: str | os.PathLike, key: str | None = None, axes: str = "TRN", counts: str = "refuse", nan: str = "refuse"
 ) -> np.ndarray:
     """Load binned spikes from .npy or .npz (``allow_pickle=False``): the spikes of :func:`read_array`.
 
     Returns:
-        spikes of shape (T, R, N), uint8.
+        spikes of shape (T, R, N), uint8 (the mask of ``nan="mask"`` is on :func:`read_array`'s record).
     """
-    return read_array(path, key=key, axes=axes, counts=counts).spikes
+    return read_array(path, key=key, axes=axes, counts=counts, nan=nan).spikes
 
 
 def bin_spikes(
@@ -300,6 +345,7 @@ def bin_spikes(
     window: Sequence[float],
     units: Sequence[int] | None = None,
     counts: str = "refuse",
+    trial_ends: np.ndarray | None = None,
 ) -> SpikeData:
     """Bin spike times around trial events (numpy only, no loop over spikes or trials).
 
@@ -323,13 +369,17 @@ def bin_spikes(
         units: unit ids to keep, in this order (neuron n = ``units[n]``); default: all ids, sorted.
             An id that no spike carries is an error.
         counts: "refuse" (default) bins with several spikes, or "binarise" them (any spike -> 1).
+        trial_ends: the end time of each trial (seconds, absolute), shape (R,), for trials of
+            unequal length: bin t of trial r is unobserved (``mask`` False) when it ends after
+            ``trial_ends[r]``, i.e. e_r + start + (t + 1) w > trial_ends[r]. None: all observed.
 
     Returns:
         a :class:`SpikeData`: spikes (T, R, N) uint8, ``bin_times`` the bin centres
-        start + (t + 1/2) w in seconds from the event, ``unit_ids``, and notes on binarised
-        bins, spikes outside every window, spikes of units not selected and silent neurons.
+        start + (t + 1/2) w in seconds from the event, ``unit_ids``, ``mask`` (None
+        without ``trial_ends``) and notes on binarised bins, spikes outside every window,
+        spikes of units not selected, unobserved bins and silent neurons.
     """
-    return _bin(spike_times, spike_units, event_times, bin_width, window, units, counts)
+    return _bin(spike_times, spike_units, event_times, bin_width, window, units, counts, trial_ends=trial_ends)
 
 
 def _bin(
@@ -341,8 +391,14 @@ def _bin(
     units: Sequence[int] | None,
     counts: str,
     known: Any = None,
+    trial_ends: Any = None,
+    invalid: Any = None,
 ) -> SpikeData:
-    """:func:`bin_spikes`; ``known`` lists the valid unit ids (default: the ids some spike carries)."""
+    """:func:`bin_spikes`; ``known`` lists the valid unit ids (default: the ids some spike carries).
+
+    ``invalid`` (optional): a (R,) bool of trials to mark unobserved, and/or (K, 2) intervals
+    [a, b) in absolute seconds: bins overlapping one are unobserved (a pair (trials, intervals)).
+    """
     times = np.asarray(spike_times, dtype=np.float64).ravel()
     unit_of = np.asarray(spike_units).ravel()
     events = np.asarray(event_times, dtype=np.float64).ravel()
@@ -404,10 +460,44 @@ def _bin(
         notes.append(f"{n_outside} of {times.size} spikes of the selected units fall outside every trial window")
     if n_other:
         notes.append(f"{n_other} spikes of {present.size - np.isin(present, ids).sum()} units not selected ignored")
+    mask, why = _bin_mask(events, start, bin_width, T, trial_ends, invalid)
+    notes += _mask_note(mask, why)
     notes += _silent_note(spikes, ids, "unit")
     _warn(notes)
     bin_times = start + (np.arange(T) + 0.5) * bin_width
-    return SpikeData(spikes, bin_times, ids, "s", tuple(notes))
+    return SpikeData(spikes, bin_times, ids, "s", tuple(notes), mask)
+
+
+def _bin_mask(
+    events: np.ndarray, start: float, w: float, T: int, trial_ends: Any, invalid: Any
+) -> tuple[np.ndarray | None, str]:
+    """The (T, R) observation mask of binned trials (None when all is observed) and why entries are not."""
+    R = events.size
+    left = events[None, :] + start + np.arange(T)[:, None] * w  # (T, R) bin starts, absolute seconds
+    mask = np.ones((T, R), dtype=bool)
+    why = []
+    if trial_ends is not None:
+        ends = np.asarray(trial_ends, dtype=np.float64).ravel()
+        if ends.shape != (R,) or not np.isfinite(ends).all():
+            raise ValueError(f"trial_ends must hold one finite end time per trial ({R}); got shape {ends.shape}")
+        mask &= left + w <= ends[None, :] + 1e-9 * w
+        why.append("past the end of their trial")
+    if invalid is not None:
+        bad_trials, intervals = invalid
+        if bad_trials is not None and np.any(bad_trials):
+            mask &= ~np.asarray(bad_trials, dtype=bool)[None, :]
+            why.append("trials marked invalid")
+        if intervals is not None and len(intervals):
+            iv = np.asarray(intervals, dtype=np.float64).reshape(-1, 2)
+            hit = (left[..., None] < iv[:, 1]) & (left[..., None] + w > iv[:, 0])  # (T, R, K)
+            if hit.any():
+                mask &= ~hit.any(-1)
+                why.append("inside invalid_times intervals")
+    if mask.all():
+        return None, ""
+    if not mask.any():
+        raise ValueError(f"no bin of any trial is observed ({', '.join(why)}); nothing to fit")
+    return mask, ", ".join(why)
 
 
 def bin_spike_times(
@@ -418,9 +508,12 @@ def bin_spike_times(
     window: Sequence[float],
     units: Sequence[int] | None = None,
     counts: str = "refuse",
+    trial_ends: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The spikes (T, R, N), uint8, of :func:`bin_spikes` (same arguments)."""
-    return bin_spikes(spike_times, spike_units, event_times, bin_width, window, units=units, counts=counts).spikes
+    """The spikes (T, R, N), uint8, of :func:`bin_spikes` (same arguments; the mask is on its record)."""
+    return bin_spikes(
+        spike_times, spike_units, event_times, bin_width, window, units=units, counts=counts, trial_ends=trial_ends
+    ).spikes
 
 
 def read_spike_times(
@@ -432,10 +525,13 @@ def read_spike_times(
     events_key: str = "event_times",
     units: Sequence[int] | None = None,
     counts: str = "refuse",
+    ends_key: str = "trial_ends",
 ) -> SpikeData:
     """Load spike times, spike units and event times from an .npz and bin them (:func:`bin_spikes`).
 
-    Also ``torch_ising.io.load_spike_times``.
+    Also ``torch_ising.io.load_spike_times``. When the file holds an array ``ends_key``
+    (default ``trial_ends``: each trial's end time, seconds), trials may be of unequal
+    length: bins past a trial's end are unobserved (the record's ``mask``).
 
     Returns:
         a :class:`SpikeData` with spikes of shape (T, R, N): (bins in the window, events, units).
@@ -450,7 +546,8 @@ def read_spike_times(
                 "(set data.times_key / data.units_key / data.events_key)"
             )
         times, unit_of, events = z[times_key], z[units_key], z[events_key]
-    return bin_spikes(times, unit_of, events, bin_width, window, units=units, counts=counts)
+        ends = z[ends_key] if ends_key in z.files else None
+    return bin_spikes(times, unit_of, events, bin_width, window, units=units, counts=counts, trial_ends=ends)
 
 
 def load_spike_times(
@@ -480,7 +577,9 @@ def read_nwb(
     Spike times come from the units table's ragged ``spike_times`` column
     (unit n = row n, identified by the table's ``id``), event times from the
     trials-table column ``align_to``. Binning: :func:`bin_spikes`.
-    Also ``torch_ising.io.load_nwb``.
+    Also ``torch_ising.io.load_nwb``. Invalid data give the record's ``mask``: a trial
+    whose boolean trials column ``invalid`` is true is unobserved in every bin, and a bin
+    overlapping an interval of the file's ``invalid_times`` table is unobserved.
 
     Returns:
         a :class:`SpikeData` with spikes of shape (T, R, N): (bins in the window, trials, units).
@@ -508,11 +607,23 @@ def read_nwb(
         ends = np.asarray(column.data[:], dtype=np.int64)
         unit_ids = np.asarray(nwbfile.units.id[:])
         events = np.asarray(nwbfile.trials[align_to].data[:], dtype=np.float64)
+        bad = None
+        if "invalid" in nwbfile.trials.colnames:
+            bad = np.asarray(nwbfile.trials["invalid"].data[:]).astype(bool)
+        intervals = None
+        if nwbfile.invalid_times is not None and len(nwbfile.invalid_times):
+            intervals = np.stack(
+                [
+                    np.asarray(nwbfile.invalid_times["start_time"].data[:], dtype=np.float64),
+                    np.asarray(nwbfile.invalid_times["stop_time"].data[:], dtype=np.float64),
+                ],
+                axis=1,
+            )
     per_unit = np.diff(np.concatenate(([0], ends)))
     spike_units = np.repeat(unit_ids, per_unit)
     if units is None:
         units = unit_ids.tolist()
-    return _bin(flat, spike_units, events, bin_width, window, units, counts, known=unit_ids)
+    return _bin(flat, spike_units, events, bin_width, window, units, counts, known=unit_ids, invalid=(bad, intervals))
 
 
 def load_nwb(
@@ -539,6 +650,7 @@ class DataSource:
         time_unit: ``"s"`` or ``"bin"`` (the unit of ``bin_times``).
         unit_ids: after :meth:`load`, (N,) the id of each neuron.
         notes: after :meth:`load`, what the loader changed or dropped (also issued as DataWarning).
+        mask: after :meth:`load`, (T, R) bool (True = observed) or None, for ``fit(mask=...)``.
     """
 
     layout: str = "(T, R, N)"
@@ -546,6 +658,7 @@ class DataSource:
     time_unit: str = "bin"
     unit_ids: np.ndarray | None = None
     notes: tuple[str, ...] = ()
+    mask: np.ndarray | None = None
 
     def read(self) -> SpikeData:
         """The spikes (T, R, N) uint8 with their bin times, unit ids and notes."""
@@ -556,6 +669,7 @@ class DataSource:
         data = self.read()
         self.bin_times, self.time_unit, self.unit_ids = data.bin_times, data.time_unit, data.unit_ids
         self.notes = tuple(data.notes)
+        self.mask = data.mask
         return data.spikes
 
     def describe(self) -> str:
@@ -617,11 +731,13 @@ class ArrayData(DataSource):
 
     layout = "the array's axes named by data.axes (default TRN = time bins, trials, neurons)"
 
-    def __init__(self, path: str, key: str | None = None, axes: str = "TRN", counts: str = "refuse") -> None:
-        self.path, self.key, self.axes, self.counts = path, key, axes, counts
+    def __init__(
+        self, path: str, key: str | None = None, axes: str = "TRN", counts: str = "refuse", nan: str = "refuse"
+    ) -> None:
+        self.path, self.key, self.axes, self.counts, self.nan = path, key, axes, counts, nan
 
     def read(self) -> SpikeData:
-        return read_array(self.path, key=self.key, axes=self.axes, counts=self.counts)
+        return read_array(self.path, key=self.key, axes=self.axes, counts=self.counts, nan=self.nan)
 
     def describe(self) -> str:
         return f"array: {self.path} (axes {self.axes} -> T, R, N; counts={self.counts})"

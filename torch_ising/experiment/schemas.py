@@ -28,6 +28,7 @@ from typing import Any
 
 __all__ = [
     "COUNTS_MODES",
+    "NAN_MODES",
     "Q_FORMS",
     "DEVICES",
     "DTYPES",
@@ -45,6 +46,8 @@ __all__ = [
 
 #: How a data source treats a bin holding more than one spike.
 COUNTS_MODES = ("refuse", "binarise")
+#: how the array loader treats NaN: refuse it, or mark the (bin, trial) entries holding one unobserved (fit's mask)
+NAN_MODES = ("refuse", "mask")
 #: Forms of the state-noise covariance Q (MODEL.md 3): q I, diag(q), full, or two blocks.
 Q_FORMS = ("scalar", "diagonal", "full", "two_block")
 #: Values of ``fit.device``.
@@ -130,6 +133,8 @@ class ArrayDataConfig:
         key: the array's name inside an .npz (default: "spikes", or its only array).
         axes: the array's axis order, a permutation of "TRN" or of a subset containing N.
         counts: "refuse" values > 1, or "binarise" them (any spike -> 1).
+        nan: "refuse" (default) NaN, or "mask": an entry (t, r) with a NaN is unobserved
+            (passed to fit as ``mask``, written to results.npz) and its spikes are set to 0.
     """
 
     _target_: str = "torch_ising.experiment.data.ArrayData"
@@ -137,9 +142,11 @@ class ArrayDataConfig:
     key: str | None = None
     axes: str = "TRN"
     counts: str = "refuse"
+    nan: str = "refuse"
 
     def __post_init__(self) -> None:
         _choice(self.counts, COUNTS_MODES, "data.counts")
+        _choice(self.nan, NAN_MODES, "data.nan")
 
 
 @dataclass

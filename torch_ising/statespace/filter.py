@@ -120,6 +120,8 @@ def laplace_filter(
     separate_precision = getattr(obs, "separate_precision", False)
     mode_search = getattr(obs, "mode", None)
     score_scale = getattr(obs, "score_scale", None) if diagonal and separate_precision else None
+    R_scale = getattr(obs, "R_scale", None)
+    scale = obs.R if R_scale is None else R_scale[:, None]  # the tolerance's scale, per data set with masks
     for t in range(T):
         if t == 0:
             tp, Wp = params.mu, params.Sigma
@@ -137,12 +139,12 @@ def laplace_filter(
 
         x0 = tp if theta_init is None else theta_init[:, t]
         if map_method == "cg":
-            res = conjugate_gradient_ascent(objective, x0, scale=obs.R)
+            res = conjugate_gradient_ascent(objective, x0, scale=scale)
         elif diagonal and mode_search is not None:
             # the model's own mode search (e.g. Newton-CG with Hessian-vector products)
-            res = mode_search(x0, t, tp, Pm, tol=tol, scale=obs.R, max_iter=max_newton)
+            res = mode_search(x0, t, tp, Pm, tol=tol, scale=scale, max_iter=max_newton)
         else:
-            res = newton_ascent(objective, x0, tol=tol, scale=obs.R, max_iter=max_newton)
+            res = newton_ascent(objective, x0, tol=tol, scale=scale, max_iter=max_newton)
         iters += res.iterations
         converged = converged and res.converged
         theta_f[:, t] = res.x

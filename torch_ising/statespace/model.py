@@ -3,11 +3,12 @@
 The model (MODEL.md section 3):
 
     theta_1 ~ Normal(theta_o, sigma_o I),  theta_t = F theta_{t-1} + U u_t + xi_t,  xi_t ~ Normal(0, Q),
-    log p(y_t | theta_t) = R [ y_t . theta_t - psi(theta_t) ].
+    log p(y_t | theta_t) = R_t [ y_t . theta_t - psi(theta_t) ]   (R_t observed trials of bin t).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 import warnings
@@ -23,13 +24,14 @@ from .._validation import (
     as_tensor,
     check_finite,
     check_fit_options,
+    check_mask,
     check_N_order,
     check_positive_int,
     check_spikes,
     n_params,
 )
 from .._warnings import user_stacklevel
-from ..basis import rebin, subsets, sufficient_stats
+from ..basis import rebin, rebin_mask, subsets, sufficient_stats
 from ..moments import ExactMemoryError, check_memory
 from .em import STOP_RULES, EMOptions, check_estep, default_estep, run_em
 from .filter import check_map_method
@@ -51,14 +53,16 @@ STATIONARY_SIGMA_O = 1.0
 SIGMA_O = 0.1
 
 
-def _exact_observation(y: torch.Tensor, R: int, N: int, order: int, spikes: torch.Tensor, **_: Any) -> ObservationModel:
+def _exact_observation(
+    y: torch.Tensor, R: int | torch.Tensor, N: int, order: int, spikes: torch.Tensor, **_: Any
+) -> ObservationModel:
     try:
         check_memory(N, 1, y.dtype, y.device)
     except ExactMemoryError as err:
-        if R < N:
+        if spikes.shape[-2] < N:
             # a (T, N, R) array read as (T, R, N) makes many "neurons" and few "trials"
             raise ExactMemoryError(
-                f"{err} Note: spikes were read as (T, R, N) with R = {R} trials and N = {N} neurons; if "
+                f"{err} Note: spikes were read as (T, R, N) with R = {spikes.shape[-2]} trials and N = {N} neurons; if "
                 "neurons and trials are swapped, pass spikes.transpose(1, 2) (a tensor) or "
                 "spikes.transpose(0, 2, 1) (numpy)."
             ) from None
@@ -66,13 +70,22 @@ def _exact_observation(y: torch.Tensor, R: int, N: int, order: int, spikes: torc
     return ExactIsing(y, R, N, order)
 
 
-def _pseudo_observation(y: torch.Tensor, R: int, N: int, order: int, spikes: torch.Tensor, **opts: Any):
+def _pseudo_observation(
+    y: torch.Tensor, R: int | torch.Tensor, N: int, order: int, spikes: torch.Tensor, **opts: Any
+) -> ObservationModel:
     from ..approx.pseudo import build_pseudo_observation
+
+    if isinstance(R, torch.Tensor):
+        opts["mask"] = opts.pop("trial_mask")
+        R = int(spikes.shape[-2])
+    opts.pop("trial_mask", None)
 
     return build_pseudo_observation(y, R, N, order, spikes, **opts)
 
 
-#: Registry of observation models: method -> builder(y (B,T,D), R, N, order, spikes (B,T,R,N), **opts).
+#: Registry of observation models: method -> builder(y (B,T,D), R, N, order, spikes (B,T,R,N), **opts);
+#: R is an int, or with a ``mask`` a (B, T) tensor of the observed trials R_t of each bin (and then
+#: opts holds ``trial_mask``, the (B, T, R) mask after re-binning, for models that sum over trials).
 OBSERVATION_MODELS: dict[str, Callable[..., ObservationModel]] = {
     "exact": _exact_observation,
     "pseudo": _pseudo_observation,
@@ -265,6 +278,7 @@ def fit(
     resume: EMState | None = None,
     on_state: Callable[[EMState], None] | None = None,
     estep: str | None = None,
+    mask: Any = None,
 ) -> StateSpaceResult:
     """Fit the state-space Ising model by EM with a Laplace filter and smoother.
 
@@ -336,6 +350,25 @@ def fit(
             ``stop="mll"`` (or a learned F) the BFGS memory starts afresh.
         on_state: ``on_state(state)`` with the :class:`EMState` after each EM
             iteration, e.g. to write a checkpoint.
+        mask: which (bin, trial) entries were observed: a boolean array (T_raw, R),
+            or (B, T_raw, R) for batched spikes ((T_raw, R) is shared by the batch);
+            True = observed. None (default): everything is. Bin t then has R_t
+            observed trials, y_t = (1/R_t) sum_{r observed} F(x_{t,r}) is taken over
+            them only (y_t = 0 where R_t = 0), and the likelihood of a path is
+
+                l = sum_t R_t [ y_t . theta_t - psi(theta_t) ] + log p(theta_{1:T}) + ...,
+
+            so a bin with R_t = 0 is missing: the filter predicts through it
+            (theta_{t|t} = theta_{t|t-1}, W_{t|t} = W_{t|t-1}) and it adds nothing to l.
+            The filter, the joint E-step, the smoother, l, the result's
+            thermodynamics and credible intervals (llk1, llk2 use R_t) and BIC
+            (n = sum_t R_t) all use R_t; ``result.mask`` and ``result.R_t`` keep them.
+            With ``window`` > 1 a re-binned bin of a trial is observed only when all its
+            raw bins are; with ``stationary=True`` the observed trials of all bins are
+            pooled. Entries under False may hold anything binary (they are ignored);
+            NaN is still refused (the loaders' ``nan="mask"`` option turns NaN into a
+            mask). ``method="pseudo"`` sums its pseudo-likelihood over the observed
+            trials only. A wrong shape or dtype is a one-line error naming ``mask``.
         estep: the E-step. "filter": the Laplace filter and smoother (MODEL.md 3.1-3.2)
             with l of eq. 45, one bin after another. "joint": the mode of the whole
             path's posterior log p(theta_{1:T} | y) by damped Newton on all bins at
@@ -392,12 +425,33 @@ def fit(
     N, order = check_N_order(N, order)
     window = check_positive_int(window, "window")
     D = n_params(N, order)
+    m_raw = None if mask is None else check_mask(mask, (B, T_raw, R), batched).to(dev)
     x = torch.stack([rebin(x[b], window) for b in range(B)]) if window > 1 else x
     T = x.shape[1]
-    y = sufficient_stats(x.reshape(B * T, R, N), order, dtype=dtype).reshape(B, T, D)
+    m = None
+    if m_raw is not None:
+        m = torch.stack([rebin_mask(m_raw[b], window) for b in range(B)]) if window > 1 else m_raw
+        if window > 1 and not bool(m.flatten(1).any(-1).all()):
+            raise ValueError(
+                f"mask: no re-binned bin of any trial is fully observed with window={window} (in at least one "
+                "data set); a re-binned bin is observed only when all its raw bins are"
+            )
+        # the unobserved entries are zeroed (F(0) = 0), so they add nothing to any sum over trials
+        x = torch.where(m[..., None], x, torch.zeros_like(x))
+    # y_t over the R_t observed trials of each bin; 0 in a missing bin (R_t = 0), where it is multiplied by 0
+    y = sufficient_stats(
+        x.reshape(B * T, R, N), order, dtype=dtype, mask=None if m is None else m.reshape(B * T, R)
+    ).reshape(B, T, D)
     R_eff = R
+    R_t = None if m is None else m.sum(-1).to(dtype)  # (B, T) observed trials per bin, with a mask
     if stationary and T > 1:
-        y = y.mean(1, keepdim=True)
+        if R_t is None:
+            y = y.mean(1, keepdim=True)
+        else:
+            pooled = R_t.sum(1, keepdim=True)
+            y = (y * R_t[..., None]).sum(1, keepdim=True) / pooled[..., None]
+            R_t = pooled
+            m = m.reshape(B, 1, T * R)
         R_eff = R * T
         x = x.reshape(B, 1, T * R, N)
         T = 1
@@ -421,14 +475,16 @@ def fit(
     opts_m = dict(method_options or {})
     if eta_method is not None:
         opts_m["eta_method"] = eta_method
-    obs = OBSERVATION_MODELS[method](y, R_eff, N, order, x, **opts_m)
+    if m is not None:
+        opts_m["trial_mask"] = m  # (B, T, R) of the observed trials, for models that sum over trials
+    obs = OBSERVATION_MODELS[method](y, R_eff if R_t is None else R_t, N, order, x, **opts_m)
     diag = obs.diagonal
     q_form, Q0, learn_Q = _parse_state_cov(state_cov, D, N, B, T, dtype, dev, diag)
     F0, learn_F = _parse_state_ar(state_ar, D, B, dtype, dev, diag)
     if T == 1:
         learn_F = False
     mu0, Sigma0 = _parse_prior(theta_o, sigma_o, D, B, dtype, dev, diag)
-    mu_fixed = _unidentifiable(y, N, order, bool(mstep))
+    mu_fixed = _unidentifiable(y, N, order, bool(mstep), None if R_t is None else R_t > 0)
     U0 = None if u_t is None else torch.zeros(B, D, u_t.shape[-1], dtype=dtype, device=dev)
     params = StateSpaceParams(mu0, Sigma0, Q0, F0, U0)
     if init is not None:
@@ -444,7 +500,7 @@ def fit(
         dict(order=order, window=window, state_cov=state_cov, state_ar=state_ar, u=u, theta_o=theta_o,
              sigma_o=sigma_o, tol=tol, stop=stop, stationary=stationary, mstep=mstep, dtype=dtype, method=method,
              eta_method=eta_method, newton_tol=newton_tol, map_method=map_method, init=init,
-             method_options=method_options),
+             method_options=method_options, **_mask_setting(m_raw)),
     )  # fmt: skip
     if resume is not None:
         check_fingerprint(resume.fingerprint, fingerprint)
@@ -538,19 +594,33 @@ def fit(
         learn_Q=learn_Q,
         learn_F=learn_F,
         mstep=mstep,
+        mask=None if m_raw is None else sq(m_raw),
+        R_t=None if R_t is None else sq(R_t),
     )
 
 
-def _unidentifiable(y: torch.Tensor, N: int, order: int, mstep: bool) -> torch.Tensor | None:
+def _mask_setting(mask: torch.Tensor | None) -> dict[str, str]:
+    """The mask's entry of the fit fingerprint (none without a mask, so older fingerprints still match)."""
+    if mask is None:
+        return {}
+    a = mask.detach().to("cpu", torch.uint8).contiguous().numpy()
+    return {"mask": f"shape {tuple(a.shape)} sha256:{hashlib.sha256(a).hexdigest()[:16]}"}
+
+
+def _unidentifiable(
+    y: torch.Tensor, N: int, order: int, mstep: bool, observed: torch.Tensor | None = None
+) -> torch.Tensor | None:
     """The statistics with no finite estimate, (B, D) bool, or None when there are none; warns once if any.
 
     A statistic S whose empirical value y_{t,S} is 0 in every bin t (its neurons
     never fire together) pushes l up without bound as theta_S -> -infinity; one
     that is 1 in every bin, as theta_S -> +infinity. The M-step keeps mu_S at
-    theta_o for these, so the prior N(theta_o, sigma_o) bounds theta_S.
+    theta_o for these, so the prior N(theta_o, sigma_o) bounds theta_S. Only the bins in ``observed``
+    (B, T) count, when given (a missing bin carries no y).
     """
-    never = (y == 0).all(1)
-    always = (y == 1).all(1)
+    skip = torch.zeros_like(y, dtype=torch.bool) if observed is None else ~observed[..., None].expand_as(y)
+    never = ((y == 0) | skip).all(1)
+    always = ((y == 1) | skip).all(1)
     flagged = never | always
     if not bool(flagged.any()):
         return None

@@ -7,8 +7,11 @@ Hessian from torch autograd (:meth:`ObservationModel.value_grad_hess`), so any
 differentiable log-likelihood plugs in. :class:`ExactIsing` also supplies the
 closed forms (MODEL.md 3.1)
 
-    log p(y_t | theta) = R [ y_t . theta - psi(theta) ],
-    grad = R (y_t - eta(theta)),  hess = -R G(theta),
+    log p(y_t | theta) = R_t [ y_t . theta - psi(theta) ],
+    grad = R_t (y_t - eta(theta)),  hess = -R_t G(theta),
+
+where R_t is the number of observed trials of bin t (R in every bin without a
+``mask``; R_t = 0 for a missing bin, which then contributes nothing),
 
 computed by the O(N 2^N) transforms of :mod:`torch_ising.moments` (the fast path).
 """
@@ -56,12 +59,14 @@ class ObservationModel:
     """Base class: the likelihood of one data set per batch row, bin by bin.
 
     Subclasses set ``B`` (data sets), ``T`` (bins), ``D`` (parameters), ``R``
-    (trials) and implement :meth:`log_lik`. They may override
-    :meth:`value_grad_hess` with closed forms and :meth:`log_lik_all` with a
-    batched version.
+    (trials; the largest per-bin count, the scale of the mode searches' tolerance)
+    and implement :meth:`log_lik`. They may override :meth:`value_grad_hess` with
+    closed forms and :meth:`log_lik_all` with a batched version.
 
     Attributes:
         diagonal: when True the filter keeps diagonal covariances (large D).
+        R_scale: None, or per data set (B,) the trials that scale the mode searches'
+            tolerance (max |grad| / R_scale), when they differ between data sets (masks).
     """
 
     B: int
@@ -69,6 +74,7 @@ class ObservationModel:
     D: int
     R: int
     diagonal: bool = False
+    R_scale: torch.Tensor | None = None
 
     def log_lik(self, theta: torch.Tensor, t: int) -> torch.Tensor:
         """log p(data_t | theta) for theta (B, D); shape (B,). Must be differentiable."""
@@ -109,35 +115,44 @@ class ExactIsing(ObservationModel):
     """Exact Ising likelihood with closed-form gradient and Fisher (the fast path).
 
     Args:
-        y: empirical statistics, shape (B, T, D).
-        R: trials per bin.
+        y: empirical statistics, shape (B, T, D) (over the observed trials of each bin).
+        R: trials per bin: an int, or a tensor broadcastable to (B, T) of observed
+            trials R_t (0 for a missing bin).
         N: number of neurons.
         order: interaction order.
         use_autograd: take gradient and Hessian from autograd instead of the
             closed forms (for testing the two paths against each other).
     """
 
-    def __init__(self, y: torch.Tensor, R: int, N: int, order: int, use_autograd: bool = False) -> None:
+    def __init__(self, y: torch.Tensor, R: int | torch.Tensor, N: int, order: int, use_autograd: bool = False) -> None:
         self.y = y
         self.B, self.T, self.D = y.shape
-        self.R, self.N, self.order = int(R), int(N), int(order)
+        if isinstance(R, torch.Tensor):
+            self.R_t = R.to(dtype=y.dtype, device=y.device).expand(self.B, self.T)
+            self.R = max(1, int(self.R_t.max()))
+            # each data set's mode searches stop at its own max |grad| / R, as when fitted alone
+            self.R_scale = self.R_t.amax(1).clamp_min(1.0)
+        else:
+            self.R = int(R)
+            self.R_t = torch.full((self.B, self.T), float(self.R), dtype=y.dtype, device=y.device)
+        self.N, self.order = int(N), int(order)
         self.use_autograd = use_autograd
 
     def log_lik(self, theta: torch.Tensor, t: int) -> torch.Tensor:
-        return self.R * ((self.y[:, t] * theta).sum(-1) - _m.log_partition(theta, self.N, self.order))
+        return self.R_t[:, t] * ((self.y[:, t] * theta).sum(-1) - _m.log_partition(theta, self.N, self.order))
 
     def log_lik_all(self, theta: torch.Tensor) -> torch.Tensor:
         B, T, D = theta.shape
         psi = _m.log_partition_trusted(theta.reshape(B * T, D), self.N, self.order).reshape(B, T)
-        return self.R * ((self.y * theta).sum(-1) - psi)
+        return self.R_t * ((self.y * theta).sum(-1) - psi)
 
     def value_grad_hess(self, theta: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.use_autograd:
             return super().value_grad_hess(theta, t)
         m = _m.moments_trusted(theta, self.N, self.order)
-        y = self.y[:, t]
-        value = self.R * ((y * theta).sum(-1) - m.psi)
-        return value, self.R * (y - m.eta), -self.R * m.fisher
+        y, r = self.y[:, t], self.R_t[:, t]
+        value = r * ((y * theta).sum(-1) - m.psi)
+        return value, r[:, None] * (y - m.eta), -r[:, None, None] * m.fisher
 
     def value_grad_hess_all(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.use_autograd:
@@ -145,13 +160,14 @@ class ExactIsing(ObservationModel):
         B, T, D = theta.shape
         m = _m.moments_trusted(theta.reshape(B * T, D), self.N, self.order)
         psi, eta, G = m.psi.reshape(B, T), m.eta.reshape(B, T, D), m.fisher.reshape(B, T, D, D)
-        return self.R * ((self.y * theta).sum(-1) - psi), self.R * (self.y - eta), -self.R * G
+        r = self.R_t
+        return r * ((self.y * theta).sum(-1) - psi), r[..., None] * (self.y - eta), -r[..., None, None] * G
 
     def value_grad_hess_differentiable(self, theta: torch.Tensor, t: int):
         """Closed forms that stay differentiable in theta (autograd through the transforms)."""
         m = _m.moments(theta, self.N, self.order)
-        y = self.y[:, t]
-        return self.R * ((y * theta).sum(-1) - m.psi), self.R * (y - m.eta), -self.R * m.fisher
+        y, r = self.y[:, t], self.R_t[:, t]
+        return r * ((y * theta).sum(-1) - m.psi), r[:, None] * (y - m.eta), -r[:, None, None] * m.fisher
 
     def expectation(self, theta: torch.Tensor) -> torch.Tensor:
         return _m.expectation(theta, self.N, self.order)

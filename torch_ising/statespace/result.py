@@ -46,6 +46,12 @@ class StateSpaceResult:
         iterations: EM iterations; e_steps: E-steps evaluated.
         converged: whether the stopping rule was met.
         window, method, stop, q_form: the settings used.
+        mask: the observation mask the fit was given, (T_raw, R) bool (True =
+            observed), or None (every trial of every bin observed).
+        R_t: with a mask, the observed trials of each bin (T,) (after
+            re-binning; (1,) pooled for a stationary fit), used by l,
+            :meth:`thermodynamics`, :meth:`credible_intervals` and :meth:`bic`;
+            y_t is 0 where R_t = 0. None without a mask (R in every bin).
     """
 
     theta_s: torch.Tensor
@@ -77,6 +83,8 @@ class StateSpaceResult:
     learn_Q: bool = True
     learn_F: bool = False
     mstep: bool = True
+    mask: torch.Tensor | None = None
+    R_t: torch.Tensor | None = None
 
     def __repr__(self) -> str:
         """A one-line summary (sizes, l, iterations) instead of every tensor."""
@@ -111,7 +119,7 @@ class StateSpaceResult:
         """Derived quantities of every bin (see :func:`torch_ising.thermodynamics`)."""
         from ..thermodynamics import thermodynamics
 
-        return thermodynamics(self.theta_s, self.N, self.order, y=self.y, R=self.R, beta=beta, **kwargs)
+        return thermodynamics(self.theta_s, self.N, self.order, y=self.y, R=self.trials, beta=beta, **kwargs)
 
     def credible_intervals(
         self,
@@ -134,7 +142,7 @@ class StateSpaceResult:
             seed=seed,
             quantities=quantities,
             y=self.y,
-            R=self.R,
+            R=self.trials,
             beta=beta,
         )
 
@@ -151,6 +159,19 @@ class StateSpaceResult:
         return heat_capacity_curve(self.theta_s, self.N, self.order, betas)
 
     @property
+    def trials(self) -> int | torch.Tensor:
+        """The trials of each bin: R, or with a mask the tensor R_t (T,) ((B, T) batched)."""
+        return self.R if self.R_t is None else self.R_t
+
+    @property
+    def n_observations(self) -> int | torch.Tensor:
+        """n = sum_t R_t, the number of observed patterns (T R without a mask; (B,) batched with one)."""
+        if self.R_t is None:
+            return self.T * self.R
+        n = self.R_t.sum(-1).round().to(torch.int64)
+        return n if self.batched else int(n)
+
+    @property
     def n_hyperparameters(self) -> int:
         """k, the number of free hyperparameters (for AIC/BIC)."""
         from ..comparison import count_hyperparameters
@@ -165,10 +186,15 @@ class StateSpaceResult:
         return value if self.batched else float(value)
 
     def bic(self) -> float | torch.Tensor:
-        """BIC = -2 mll + k log(T R): a float, or a (B,) tensor for a batched result."""
+        """BIC = -2 mll + k log(n), n = sum_t R_t (T R without a mask): a float, or a (B,) tensor if batched."""
         from ..comparison import bic
 
-        value = bic(self.mll, self.n_hyperparameters, self.T * self.R)
+        n = self.n_observations
+        if isinstance(n, int):
+            value = bic(self.mll, self.n_hyperparameters, n)
+        else:  # a batch with a mask: n per data set
+            mll = torch.as_tensor(self.mll, dtype=torch.float64)
+            value = -2.0 * mll + self.n_hyperparameters * torch.log(n.to(mll))
         return value if self.batched else float(value)
 
     # ------------------------------------------------------------------ io
@@ -332,6 +358,11 @@ def _read_result_file(path: Path, names: set[str], device: Any, max_bytes: int |
     for k, a in raw.items():
         if k not in names or k in kwargs:
             continue
+        if k == "mask":
+            if a.dtype != np.bool_ or a.ndim not in (2, 3):
+                raise fail(f"mask must be a boolean (T_raw, R) array, got dtype {a.dtype} shape {a.shape}")
+            kwargs[k] = torch.from_numpy(a).to(device)
+            continue
         if k == "converged":
             if a.dtype != np.bool_:
                 raise fail(f"converged must be boolean, got dtype {a.dtype}")
@@ -377,4 +408,6 @@ def _read_result_file(path: Path, names: set[str], device: Any, max_bytes: int |
     if kwargs.get("U") is not None and (kwargs["U"].ndim != len(lead) + 2 or kwargs["U"].shape[-2] != D):
         raise fail(f"U must have shape (D, n_u) with D = {D}; got {tuple(kwargs['U'].shape)}")
     kwargs.setdefault("U", None)
+    if kwargs.get("R_t") is not None and tuple(kwargs["R_t"].shape) not in ((*lead, T),):
+        raise fail(f"R_t must have shape {(*lead, T)}; got {tuple(kwargs['R_t'].shape)}")
     return kwargs
