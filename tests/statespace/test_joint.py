@@ -209,3 +209,26 @@ def test_joint_e_step_batches_over_data_sets(device):
         torch.testing.assert_close(sm.theta_s[b], smb.theta_s[0], rtol=0, atol=1e-10)
         torch.testing.assert_close(sm.sigma_s[b], smb.sigma_s[0], rtol=0, atol=1e-10)
         torch.testing.assert_close(mll[b], mllb[0], rtol=0, atol=1e-9)
+
+
+def test_default_e_step_is_joint_only_for_the_default_rule():
+    from torch_ising.statespace.em import default_estep
+
+    assert default_estep("converged", False, False, "newton") == "joint"
+    # the published rules, the filter's own l, a learned F, approximate methods and CG keep the filter
+    assert default_estep("ssll", False, False, "cg") == "filter"
+    assert default_estep("em", False, False, "newton") == "filter"
+    assert default_estep("mll", False, False, "newton") == "filter"
+    assert default_estep("converged", True, False, "newton") == "filter"
+    assert default_estep("converged", False, True, "newton") == "filter"
+    assert default_estep("converged", False, False, "cg") == "filter"
+
+
+def test_default_fit_runs_the_joint_e_step(device):
+    theta = ti.generate_thetas(3, 2, 12, seed=3)
+    spikes = ti.generate_spikes(theta, 40, seed=4)
+    a = ti.fit(spikes, 2, progress=False, max_iter=6, device=device)
+    b = ti.fit(spikes, 2, progress=False, max_iter=6, device=device, estep="joint")
+    c = ti.fit(spikes, 2, progress=False, max_iter=6, device=device, estep="filter")
+    assert a.mll == b.mll and torch.equal(a.theta_s, b.theta_s)
+    assert a.mll != c.mll

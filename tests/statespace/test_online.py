@@ -9,7 +9,7 @@ from torch_ising.statespace import ExactIsing, OnlineFilter, StateSpaceParams, l
 
 
 @pytest.mark.parametrize("with_u", [False, True])
-def test_online_filter_equals_laplace_filter(with_u):
+def test_online_filter_equals_laplace_filter(with_u, device):
     N, O, T, R = 4, 2, 15, 30
     D = ti.compute_D(N, O)
     theta = ti.generate_thetas(N, O, T, seed=3)
@@ -21,6 +21,9 @@ def test_online_filter_equals_laplace_filter(with_u):
     u = torch.randn(T, 2, generator=g) if with_u else None
     U = 0.1 * torch.randn(D, 2, generator=g) if with_u else None
     params = StateSpaceParams(torch.full((D,), -1.5), 0.3 * torch.eye(D), Q, F, U)
+    params = StateSpaceParams(*(None if v is None else v.to(device) for v in params))
+    spikes = spikes.to(device)
+    u = None if u is None else u.to(device)
     batch = StateSpaceParams(*(None if v is None else v[None] for v in params))
     obs = ExactIsing(sufficient_stats(spikes, O)[None], R, N, O)
     ref = laplace_filter(obs, batch, u=None if u is None else u[None])

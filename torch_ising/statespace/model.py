@@ -380,11 +380,16 @@ def fit(
             smoothed mode; both are exact for Gaussian likelihoods. "joint" serves
             ``stop="converged"`` and ``"em"`` with ``method="exact"`` and a fixed F; its
             theta_f and sigma_f are the filtered marginals of the Gaussian expansion at
-            the mode. None (default): "filter" (the parity figures and the existing
-            tests are stated for it; switching the default is pending). On generated
-            data (N = 5, T = 100, R = 200 and R = 20, 20 seeds) the
-            joint E-step's MISE, KL and coverage are within 1.2% of the filter's
-            (slightly better; ``benchmarks/accuracy_estep.py``).
+            the mode. None (default): "joint" for ``stop="converged"`` with
+            ``method="exact"``, a fixed F and the Newton mode search; "filter" otherwise
+            (``stop="ssll"`` and ``"em"`` reproduce the published numbers, which are the
+            filter's; ``"mll"`` and a learned F maximise the filter's l; the approximate
+            methods keep diagonal covariances, whose filter costs O(T D) per sweep). On
+            generated data (N = 5, T = 100, R = 200 and R = 20, 20 seeds) the joint
+            E-step's MISE, KL and coverage are within 1.2% of the filter's (slightly
+            better; ``benchmarks/accuracy_estep.py``). Its l is the Laplace evidence at
+            the smoothed mode, so it differs from the filter's (by 0 to 0.2 nats on the
+            parity cases): compare l only between fits with the same E-step.
 
     Statistics with no finite estimate: a statistic S whose empirical value
     y_{t,S} (after re-binning and pooling) is 0 in every bin t, i.e. its
