@@ -4,6 +4,7 @@ Usage (from the repository root):
 
     python benchmarks/accuracy_estep.py                 # N = 5, O = 2, T = 100, R = 200 and R = 20, 20 seeds
     python benchmarks/accuracy_estep.py --parity        # also l of both at their fixed points, seven parity cases
+    python benchmarks/accuracy_estep.py --parity-only   # only that table
 
 For each R, the 20 data sets are fitted as one batch with each E-step (default fit, stop="converged").
 Reported per E-step: the MISE of theta_s (mean over seeds, bins and parameters of (theta_s - theta)^2),
@@ -84,10 +85,11 @@ def main() -> None:
     ap.add_argument("--R", type=int, nargs="+", default=[200, 20])
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--parity", action="store_true")
+    ap.add_argument("--parity-only", action="store_true", help="only the parity table")
     a = ap.parse_args()
-    for R in a.R:
+    for R in [] if a.parity_only else a.R:
         study(a.N, a.T, R, a.seeds)
-    if a.parity:
+    if a.parity or a.parity_only:
         parity()
 
 

@@ -335,6 +335,22 @@ def solve_tridiagonal_sequential(
 #: Block-tridiagonal solvers by name: "parallel" (cyclic reduction) and "sequential" (reference).
 SOLVERS = {"parallel": solve_tridiagonal, "sequential": solve_tridiagonal_sequential}
 
+#: on a CPU, blocks of at least this size are solved sequentially (see :func:`choose_solver`)
+SEQUENTIAL_MIN_D = 40
+
+
+def choose_solver(D: int, device: torch.device) -> str:
+    """The block-tridiagonal solver for blocks of size D on ``device``.
+
+    Cyclic reduction does about twice the arithmetic of forward elimination but in
+    O(log T) sequential steps. On a GPU, and on a CPU for small blocks (where each step
+    costs its dispatch, not its arithmetic), that wins; on a CPU with D >= 40 the
+    arithmetic dominates and the sequential solver is faster (measured on a 2-core CPU,
+    T = 50: equal at D = 36, 1.4x at D = 55, 1.7-2.1x at D = 78 and 105;
+    ``benchmarks/RESULTS.md``). Both give the same solution to rounding.
+    """
+    return "sequential" if device.type == "cpu" and D >= SEQUENTIAL_MIN_D else "parallel"
+
 
 class _Prior(NamedTuple):
     """The Gaussian prior of the path in information form, and what its log density needs."""
@@ -409,7 +425,7 @@ def joint_e_step(
     tol: float = 1e-8,
     max_newton: int = 100,
     max_halvings: int = 40,
-    solver: str = "parallel",
+    solver: str = "auto",
 ) -> tuple[FilterResult, SmootherResult, torch.Tensor]:
     """Joint-mode E-step: the mode of log p(theta_{1:T} | y), its Laplace covariances and l.
 
@@ -422,7 +438,8 @@ def joint_e_step(
         tol: Newton stops when max_t max |grad_t| / R < tol for a data set.
         max_newton: most Newton iterations.
         max_halvings: most step halvings (Armijo backtracking) per iteration.
-        solver: "parallel" (block cyclic reduction) or "sequential" (the reference).
+        solver: "parallel" (block cyclic reduction), "sequential" (block forward
+            elimination and back substitution) or "auto" (:func:`choose_solver`).
 
     Returns:
         (filt, smooth, mll). ``filt`` carries only the Newton bookkeeping (its tensors are
@@ -431,6 +448,8 @@ def joint_e_step(
     """
     if obs.diagonal:
         raise ValueError("estep='joint' needs full covariances (method='exact')")
+    if solver == "auto":
+        solver = choose_solver(obs.D, params.mu.device)
     solve = SOLVERS[solver]
     B, T, D = obs.B, obs.T, obs.D
     prior = prior_precision(params, T, u)
