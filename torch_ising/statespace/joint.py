@@ -469,11 +469,19 @@ def joint_e_step(
     def value(th: torch.Tensor) -> torch.Tensor:
         return obs.log_lik_all(th).sum(-1) + prior_part(th)[0]
 
-    def small(g: torch.Tensor) -> torch.Tensor:
-        return (g.abs() / R).flatten(1).amax(-1) <= tol
+    # The gradient's rounding floor: h - J theta is computed to about eps (|J| |theta| + |h|),
+    # which exceeds tol R when a state-noise variance has collapsed (Q^{-1} ~ 1e10). Below
+    # it no Newton step can make progress, so it counts as converged.
+    J_max = prior.diag.abs().flatten(1).amax(-1)
+    h_max = prior.h.abs().flatten(1).amax(-1)
+    R_b = R.flatten() if isinstance(R, torch.Tensor) else torch.full_like(J_max, R)
+
+    def small(g: torch.Tensor, th: torch.Tensor) -> torch.Tensor:
+        floor = 64 * torch.finfo(g.dtype).eps * (J_max * (1 + th.abs().flatten(1).amax(-1)) + h_max)
+        return g.abs().flatten(1).amax(-1) <= torch.maximum(tol * R_b, floor)
 
     f, g, Hobs = evaluate(x)
-    done = small(g)
+    done = small(g, x)
     it = 0
     while it < max_newton and not bool(done.all()):
         it += 1
@@ -489,7 +497,7 @@ def joint_e_step(
             keep = ok[:, None, None]
             x = torch.where(keep, cand, x)
             f, g, Hobs = torch.where(ok, fc, f), torch.where(keep, gc, g), torch.where(keep[..., None], Hc, Hobs)
-            done = small(g)
+            done = small(g, x)
             continue
         # Armijo backtracking, per data set
         step = torch.ones_like(f)
@@ -505,8 +513,8 @@ def joint_e_step(
             if bool(accepted.all()):
                 break
         f, g, Hobs = evaluate(x)
-        done = small(g) | ~accepted  # a data set with no ascent left at round-off level is done
-    converged = bool(small(g).all())
+        done = small(g, x) | ~accepted  # a data set with no ascent left at round-off level is done
+    converged = bool(small(g, x).all())
     sol = solve(prior.diag - Hobs, prior.lower, g, want_cov=True)
     mll = f - 0.5 * sol.logdet + (prior.const + 0.5 * T * D * math.log(2 * math.pi)) - _prior_offset(prior, params)
     filt = FilterResult(None, None, None, None, it, converged)
