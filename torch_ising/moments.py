@@ -177,6 +177,8 @@ def _tracks_grad(t: torch.Tensor) -> bool:
 
 #: Up to this N the transforms are two small matrix products (see :func:`_transform`).
 KRONECKER_MAX_N = 14
+#: Up to this N the transforms are one matrix product with the 2^N x 2^N zeta matrix (at most 128 x 128).
+DENSE_ZETA_MAX_N = 7
 
 
 @lru_cache(maxsize=64)
@@ -186,24 +188,46 @@ def _zeta_matrix(k: int, dtype: torch.dtype, device: torch.device) -> torch.Tens
     return ((m[:, None] & m[None, :]) == m[:, None]).to(dtype)
 
 
+@lru_cache(maxsize=64)
+def _zeta_factors(N: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The matrices of the transforms over N bits, transposes included (built once per N, dtype, device).
+
+    () for the N-pass loop, (Z, Z^T) for one dense product, (Z_h, Z_h^T, Z_l, Z_l^T) for the Kronecker form.
+    """
+    if N <= 1 or N > KRONECKER_MAX_N:
+        return ()
+    if N <= DENSE_ZETA_MAX_N:
+        Z = _zeta_matrix(N, dtype, device)
+        return Z, Z.T.contiguous()
+    k = N // 2
+    Zl = _zeta_matrix(k, dtype, device)
+    Zh = _zeta_matrix(N - k, dtype, device)
+    return Zh, Zh.T.contiguous(), Zl, Zl.T.contiguous()
+
+
 def _transform(v: torch.Tensor, N: int, superset: bool, inplace: bool) -> torch.Tensor:
     """Subset-sum (superset=False) or superset-sum transform over the last dim (2^N).
 
     Pass i adds the entries without bit i into those with bit i (subset sum),
     or the other way round (superset sum); N passes, N 2^N adds.
 
-    For N <= KRONECKER_MAX_N the same linear map is applied as two small
-    matrix products: the transform over N bits is the Kronecker product of the
-    transforms over the high and the low bits, so with V[h, l] = v[h 2^k + l],
-    subset sums are Z_h^T V Z_l and superset sums Z_h V Z_l^T.
+    For N <= DENSE_ZETA_MAX_N the same linear map is one product with the zeta
+    matrix Z[a, b] = [a subset of b]: subset sums v Z, superset sums v Z^T.
+    For N <= KRONECKER_MAX_N it is two small matrix products: the transform
+    over N bits is the Kronecker product of the transforms over the high and
+    the low bits, so with V[h, l] = v[h 2^k + l], subset sums are
+    Z_h^T V Z_l and superset sums Z_h V Z_l^T.
     """
+    factors = _zeta_factors(N, v.dtype, v.device)
+    if len(factors) == 2:
+        Z, ZT = factors
+        return v @ (ZT if superset else Z)
     batch = v.shape[:-1]
-    if 2 <= N <= KRONECKER_MAX_N:
+    if factors:
+        Zh, ZhT, Zl, ZlT = factors
         k = N // 2
-        Zl = _zeta_matrix(k, v.dtype, v.device)
-        Zh = _zeta_matrix(N - k, v.dtype, v.device)
         V = v.reshape(*batch, 2 ** (N - k), 2**k)
-        W = Zh @ V @ Zl.T if superset else Zh.T @ V @ Zl
+        W = Zh @ V @ ZlT if superset else ZhT @ V @ Zl
         return W.reshape(*batch, 2**N)
     src, dst = (1, 0) if superset else (0, 1)
     for i in range(N):
@@ -217,11 +241,17 @@ def _transform(v: torch.Tensor, N: int, superset: bool, inplace: bool) -> torch.
     return v
 
 
+@lru_cache(maxsize=64)
+def _indices(N: int, order: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(subset masks (D,), or-index (D, D)) on ``device``, built once per N, order, device."""
+    return subset_masks(N, order, device), or_index(N, order, device)
+
+
 def _energies_mask(theta: torch.Tensor, N: int, order: int, inplace: bool) -> torch.Tensor:
-    masks = subset_masks(N, order, theta.device)
+    masks = _indices(N, order, theta.device)[0]
     g = theta.new_zeros(*theta.shape[:-1], 2**N)
     if inplace:
-        g[..., masks] = theta
+        g.index_copy_(-1, masks, theta)
     else:
         g = g.index_add(-1, masks, theta)
     return _transform(g, N, superset=False, inplace=inplace)
@@ -372,6 +402,10 @@ def log_partition_trusted(theta: torch.Tensor, N: int, order: int) -> torch.Tens
     return _core(theta, N, order, "psi", False)
 
 
+#: Up to this many entries (batch x 2^N) :func:`_core` uses logsumexp and softmax rather than in-place steps.
+SMALL_FUSED = 2**16
+
+
 def _core(theta: torch.Tensor, N: int, order: int, what: str, grad: bool):
     """Moments of a flat batch theta (B, D).
 
@@ -380,7 +414,15 @@ def _core(theta: torch.Tensor, N: int, order: int, what: str, grad: bool):
     """
     inplace = not grad
     E = _energies_mask(theta, N, order, inplace)
-    if inplace:
+    if inplace and E.numel() <= SMALL_FUSED:
+        # small: two fused calls instead of eight in-place ones (per-call overhead dominates)
+        psi = torch.logsumexp(E, dim=-1)
+        if what == "psi":
+            return psi
+        if what == "logp":
+            return E.sub_(psi[:, None])
+        p = torch.softmax(E, dim=-1)
+    elif inplace:
         Emax = E.amax(dim=-1, keepdim=True)
         p = E.sub_(Emax).exp_()
         Z = p.sum(dim=-1, keepdim=True)
@@ -398,14 +440,40 @@ def _core(theta: torch.Tensor, N: int, order: int, what: str, grad: bool):
         if what == "logp":
             return logp
         p = logp.exp()
-    q = _transform(p, N, superset=True, inplace=inplace)
-    masks = subset_masks(N, order, theta.device)
-    eta = q[:, masks]
-    fis = None
-    if what == "fisher":
-        idx = or_index(N, order, theta.device)
-        fis = q[:, idx] - eta[:, :, None] * eta[:, None, :]
+    eta, fis = _from_probs(p, N, order, what == "fisher", inplace)
     return Moments(psi, eta, fis)
+
+
+def _from_probs(
+    p: torch.Tensor, N: int, order: int, with_fisher: bool, inplace: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """eta_S = q[mask(S)] and G[S, T] = q[mask(S) | mask(T)] - eta_S eta_T from p (B, 2^N) in mask order.
+
+    q is the superset-sum transform of p; ``inplace`` lets it overwrite p (for N > KRONECKER_MAX_N).
+    """
+    q = _transform(p, N, superset=True, inplace=inplace)
+    masks, idx = _indices(N, order, p.device)
+    eta = q[:, masks]
+    if not with_fisher:
+        return eta, None
+    return eta, torch.baddbmm(q[:, idx], eta.unsqueeze(-1), eta.unsqueeze(-2), alpha=-1.0)
+
+
+def energies_trusted(theta: torch.Tensor, N: int, order: int) -> torch.Tensor:
+    """Energies E(x) = theta . F(x) in mask order, (B, 2^N), for a flat batch (B, D) checked by the caller.
+
+    The zeta transform is linear, so E(x + a s) = E(x) + a E(s): the filter's line searches use this.
+    """
+    return _energies_mask(theta, N, order, inplace=not _tracks_grad(theta))
+
+
+def moments_from_probs_trusted(
+    p: torch.Tensor, N: int, order: int, with_fisher: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(eta (B, D), G (B, D, D) or None) from probabilities p (B, 2^N) in mask order; p is left unchanged."""
+    if N > KRONECKER_MAX_N and not _tracks_grad(p):
+        return _from_probs(p.clone(), N, order, with_fisher, inplace=True)
+    return _from_probs(p, N, order, with_fisher, inplace=False)
 
 
 def expectation_from_probs(p: ArrayLike, N: int, order: int = 2) -> torch.Tensor:

@@ -109,31 +109,33 @@ def laplace_filter(
     B, T, D = obs.B, obs.T, obs.D
     diagonal = obs.diagonal
     check_map_method(map_method, diagonal)
-    ref = params.mu
-    cov_shape = (B, T, D) if diagonal else (B, T, D, D)
-    theta_f = ref.new_empty(B, T, D)
-    theta_p = ref.new_empty(B, T, D)
-    sigma_f = ref.new_empty(cov_shape)
-    sigma_p = ref.new_empty(cov_shape)
+    theta_f: list[torch.Tensor] = []
+    theta_p: list[torch.Tensor] = []
+    sigma_f: list[torch.Tensor] = []
+    sigma_p: list[torch.Tensor] = []
     iters = 0
     converged = True
     separate_precision = getattr(obs, "separate_precision", False)
     mode_search = getattr(obs, "mode", None)
     score_scale = getattr(obs, "score_scale", None) if diagonal and separate_precision else None
+    bin_posterior = None if diagonal else getattr(obs, "bin_posterior", None)
     for t in range(T):
         if t == 0:
             tp, Wp = params.mu, params.Sigma
         else:
-            tp, Wp = predict(theta_f[:, t - 1], sigma_f[:, t - 1], params, None if u is None else u[:, t], diagonal)
+            tp, Wp = predict(theta_f[-1], sigma_f[-1], params, None if u is None else u[:, t], diagonal)
         P = 1.0 / Wp if diagonal else _spd_inverse(Wp)
         a = None if score_scale is None else score_scale(tp, t)
         Pm = P if a is None else P / a  # the prior precision of the mode search
 
-        def objective(th: torch.Tensor, t: int = t, tp: torch.Tensor = tp, P: torch.Tensor = Pm):
-            v, g, H = obs.value_grad_hess(th, t)
-            diff = th - tp
-            Pd = P * diff if diagonal else (P @ diff.unsqueeze(-1)).squeeze(-1)
-            return v - 0.5 * (diff * Pd).sum(-1), g - Pd, H - P
+        objective = None if bin_posterior is None else bin_posterior(t, tp, Pm)
+        if objective is None:
+
+            def objective(th: torch.Tensor, t: int = t, tp: torch.Tensor = tp, P: torch.Tensor = Pm):
+                v, g, H = obs.value_grad_hess(th, t)
+                diff = th - tp
+                Pd = P * diff if diagonal else (P @ diff.unsqueeze(-1)).squeeze(-1)
+                return v - 0.5 * (diff * Pd).sum(-1), g - Pd, H - P
 
         x0 = tp if theta_init is None else theta_init[:, t]
         if map_method == "cg":
@@ -145,12 +147,13 @@ def laplace_filter(
             res = newton_ascent(objective, x0, tol=tol, scale=obs.R, max_iter=max_newton)
         iters += res.iterations
         converged = converged and res.converged
-        theta_f[:, t] = res.x
-        theta_p[:, t] = tp
-        sigma_p[:, t] = Wp
         if separate_precision:
             prec = obs.precision(res.x, t) + P
         else:
             prec = -res.hess
-        sigma_f[:, t] = 1.0 / prec if diagonal else _spd_inverse(prec)
-    return FilterResult(theta_f, sigma_f, theta_p, sigma_p, iters, converged)
+        theta_f.append(res.x)
+        theta_p.append(tp)
+        sigma_p.append(Wp)
+        sigma_f.append(1.0 / prec if diagonal else _spd_inverse(prec))
+    stack = [torch.stack(v, dim=1) for v in (theta_f, sigma_f, theta_p, sigma_p)]
+    return FilterResult(*stack, iters, converged)

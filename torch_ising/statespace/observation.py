@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from .. import moments as _m
+from .posterior import IsingBinPosterior
 
 __all__ = ["ObservationModel", "ExactIsing", "autograd_value_grad_hess"]
 
@@ -138,6 +139,12 @@ class ExactIsing(ObservationModel):
         y = self.y[:, t]
         value = self.R * ((y * theta).sum(-1) - m.psi)
         return value, self.R * (y - m.eta), -self.R * m.fisher
+
+    def bin_posterior(self, t: int, m: torch.Tensor, P: torch.Tensor) -> IsingBinPosterior | None:
+        """The log posterior of bin t with the prior N(m, P^{-1}) (the filter's objective), or None with autograd."""
+        if self.use_autograd:
+            return None
+        return IsingBinPosterior(self.y[:, t], self.R, self.N, self.order, m, P)
 
     def value_grad_hess_all(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.use_autograd:
