@@ -19,11 +19,12 @@ The procedure is written from that description; it is batched over data sets,
 each with its own iteration counts.
 
 The search works through the :class:`Lines` protocol: a current point, its
-gradient, and the first two derivatives along a line through it. The per-row
-scalars of the line searches and the D-vectors of the search (the gradients and
-directions) are small, and are kept on the host as numpy float64 arrays, where a
-step of arithmetic costs about a microsecond instead of a torch dispatch (the
-search at small N is bound by that overhead). An objective that can do better
+gradient, and the first two derivatives along a line through it. At small N the
+search is bound by per-call overhead, not arithmetic, so its small quantities stay
+on the host: the per-row scalars of the line searches (step lengths, derivatives,
+stopping flags) as Python floats, a fraction of a microsecond per operation, and
+the D-vectors (gradients, directions) as numpy float64 arrays (B, D), about a
+microsecond, against several for a torch call. An objective that can do better
 than one full evaluation per step supplies ``objective.lines(x0)`` (the exact
 Ising posterior of a bin does, :class:`torch_ising.statespace.posterior.IsingBinPosterior`);
 any other objective(x) -> (value, grad, hess) is evaluated in full at each step.
@@ -31,6 +32,7 @@ any other objective(x) -> (value, grad, hess) is evaluated in full at each step.
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import numpy as np
@@ -51,18 +53,19 @@ CG_MAX_ITER = 500
 class Lines(Protocol):
     """A current point x of a search (one per batch row) and lines x + a s through it.
 
-    Arrays are numpy float64: gradients and directions (B, D), step lengths and derivatives (B,).
+    Gradients and directions are numpy float64 arrays (B, D); step lengths and
+    derivatives are lists of B Python floats.
     """
 
     def grad(self) -> np.ndarray:
         """The gradient at the current point."""
         ...
 
-    def along(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def along(self, s: np.ndarray) -> tuple[list[float], list[float]]:
         """Start the line x + a s at the current point; (d/da f, -d^2/da^2 f) at a = 0."""
         ...
 
-    def at(self, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def at(self, alpha: list[float]) -> tuple[list[float], list[float]]:
         """Make x + alpha s the current point (per row); (d/da f, -d^2/da^2 f) there."""
         ...
 
@@ -71,8 +74,24 @@ class Lines(Protocol):
         ...
 
 
-def _host(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to(device="cpu", dtype=torch.float64).numpy()
+def host(t: torch.Tensor) -> np.ndarray:
+    """A float64 numpy array of a small tensor (on the CPU in float64: a view, no copy)."""
+    t = t.detach()
+    if t.device.type != "cpu" or t.dtype != torch.float64:
+        t = t.to(device="cpu", dtype=torch.float64)
+    return t.numpy()
+
+
+#: row-wise dot product of (B, D) arrays
+dot = getattr(np, "vecdot", None) or (lambda a, b: (a * b).sum(-1))
+
+
+def divide(a: float, b: float) -> float:
+    """a / b with the IEEE result (+-inf or nan) where b == 0, as the batched (tensor) form gives."""
+    try:
+        return a / b
+    except ZeroDivisionError:
+        return math.nan if a == 0 or a != a else math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 def _quad(s: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
@@ -91,21 +110,20 @@ class _Evaluations:
         self.f, self.g, self.H = objective(x0)
 
     def grad(self) -> np.ndarray:
-        return _host(self.g)
+        return host(self.g)
 
-    def _derivatives(self) -> tuple[np.ndarray, np.ndarray]:
-        both = torch.stack(((self.g * self.s).sum(-1), -_quad(self.s, self.H)), dim=-1)
-        d = _host(both)
-        return d[:, 0], d[:, 1]
+    def _derivatives(self) -> tuple[list[float], list[float]]:
+        both = torch.stack(((self.g * self.s).sum(-1), -_quad(self.s, self.H)), dim=-1).tolist()
+        return [b[0] for b in both], [b[1] for b in both]
 
-    def along(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def along(self, s: np.ndarray) -> tuple[list[float], list[float]]:
         self.base = self.x
         self.s = torch.from_numpy(s).to(device=self.x.device, dtype=self.x.dtype)
         return self._derivatives()
 
-    def at(self, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a = torch.from_numpy(alpha[:, None]).to(device=self.x.device, dtype=self.x.dtype)
-        self.x = self.base + a * self.s
+    def at(self, alpha: list[float]) -> tuple[list[float], list[float]]:
+        a = torch.tensor(alpha, device=self.x.device, dtype=self.x.dtype)
+        self.x = self.base + a[:, None] * self.s
         self.f, self.g, self.H = self.objective(self.x)
         return self._derivatives()
 
@@ -113,26 +131,30 @@ class _Evaluations:
         return self.x, self.f, self.g, self.H
 
 
-def _line_search(lines: Lines, s: np.ndarray, active: np.ndarray, line_tol: float) -> None:
+def _line_search(lines: Lines, s: np.ndarray, active: list[bool], line_tol: float) -> None:
     """Newton steps on a along x + a s (rows where ``active``; the others stay at a = 0).
 
-    A row that has stopped keeps its last a; re-evaluating it there gives the same values.
+    Each step is a <- a + slope / curvature, or a <- a / 2 where that would be negative
+    (a never falls below 0); a row stops once |change of a| * sum |s| <= line_tol and keeps
+    its last a, where re-evaluating it gives the same values.
     """
     slope, curv = lines.along(s)
-    alpha = np.zeros(s.shape[0])
-    snorm = np.abs(s).sum(-1)
-    searching = active.copy()
-    while searching.any():
-        with np.errstate(divide="ignore", invalid="ignore"):
-            alpha_new = alpha + slope / curv
-        negative = alpha_new < 0
-        dalpha = np.where(negative, 0.5 * alpha, np.abs(alpha - alpha_new))
-        alpha = np.where(searching, np.where(negative, 0.5 * alpha, alpha_new), alpha)
-        sl, cu = lines.at(alpha)
-        slope = np.where(searching, sl, slope)
-        curv = np.where(searching, cu, curv)
-        with np.errstate(invalid="ignore"):
-            searching = searching & (dalpha * snorm > line_tol)
+    snorm = np.abs(s).sum(-1).tolist()
+    B = len(active)
+    alpha = [0.0] * B
+    searching = list(active)
+    while True:
+        for b in range(B):
+            if searching[b]:
+                a = alpha[b]
+                step = divide(slope[b], curv[b])
+                if a + step < 0:
+                    step = -0.5 * a
+                alpha[b] = a + step
+                searching[b] = abs(step) * snorm[b] > line_tol
+        slope, curv = lines.at(alpha)
+        if not any(searching):
+            return
 
 
 def conjugate_gradient_ascent(
@@ -163,26 +185,29 @@ def conjugate_gradient_ascent(
     """
     lines_of = getattr(objective, "lines", None)
     lines: Lines = lines_of(x0) if lines_of is not None else _Evaluations(objective, x0)
-    scale_h = _host(scale) if isinstance(scale, torch.Tensor) else np.float64(scale)
     B = x0.shape[0]
+    if isinstance(scale, torch.Tensor):
+        scale = host(scale)
     g = lines.grad()
     d = s = g
-    everyone = np.ones(B, dtype=bool)
-    _line_search(lines, s, everyone, line_tol)
-    active = everyone  # the published loop takes at least one conjugate step
+    _line_search(lines, s, [True] * B, line_tol)
+    active = [True] * B  # the published loop takes at least one conjugate step
     it = 0
     g = lines.grad()
-    while active.any() and it < max_iter:
-        some = not active.all()
-        d_prev, d = d, (np.where(active[:, None], g, d) if some else g)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            beta = np.maximum((d * (d - d_prev)).sum(-1) / (d_prev * d_prev).sum(-1), 0.0)
-        s_new = d + beta[:, None] * s
-        s = np.where(active[:, None], s_new, s) if some else s_new
+    while any(active) and it < max_iter:
+        every = all(active)
+        rows = None if every else np.array(active)[:, None]
+        d_prev, d = d, (g if every else np.where(rows, g, d))
+        num, den = dot(d, d - d_prev).tolist(), dot(d_prev, d_prev).tolist()
+        # Polak-Ribiere+ (a nan, from a row that has stopped, stays nan as with a tensor clamp)
+        beta = [b if not b < 0 else 0.0 for b in map(divide, num, den)]
+        s_new = d + np.array(beta)[:, None] * s
+        s = s_new if every else np.where(rows, s_new, s)
         _line_search(lines, s, active, line_tol)
         it += 1
         g = lines.grad()
-        active = active & ((np.abs(g) / scale_h).max(-1) > tol)
+        gmax = (np.abs(g) / scale).max(-1).tolist()
+        active = [a and m > tol for a, m in zip(active, gmax, strict=True)]
     x, f, g_t, H = lines.result()
-    converged = bool(((np.abs(g) / scale_h).max(-1) <= tol).all())
+    converged = bool(((np.abs(g) / scale).max(-1) <= tol).all())
     return NewtonResult(x, f, g_t, H, it, converged)

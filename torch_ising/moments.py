@@ -22,6 +22,7 @@ order (see :mod:`torch_ising.basis`) unless ``seed_order=False``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -453,10 +454,40 @@ def _from_probs(
     """
     q = _transform(p, N, superset=True, inplace=inplace)
     masks, idx = _indices(N, order, p.device)
-    eta = q[:, masks]
+    eta = q.index_select(-1, masks)
     if not with_fisher:
         return eta, None
-    return eta, torch.baddbmm(q[:, idx], eta.unsqueeze(-1), eta.unsqueeze(-2), alpha=-1.0)
+    B, D = eta.shape
+    return eta, torch.addcmul(q.index_select(-1, idx.view(-1)).view(B, D, D), eta.view(B, D, 1), eta.view(B, 1, D), value=-1)
+
+
+def subset_masks_cached(N: int, order: int, device: torch.device) -> torch.Tensor:
+    """The subset masks (D,) on ``device`` (built once); where theta_S goes in the vector g of step 1."""
+    return _indices(N, order, device)[0]
+
+
+def transform_operator(
+    N: int, superset: bool, dtype: torch.dtype, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The subset-sum (or superset-sum) transform over the last dim, out of place, as a callable.
+
+    For code that applies it many times to small batches: the matrices are looked up once.
+    """
+    factors = _zeta_factors(N, dtype, device)
+    if len(factors) == 2:
+        Z = factors[1] if superset else factors[0]
+        return Z.__rmatmul__
+    return lambda v: _transform(v, N, superset=superset, inplace=False)
+
+
+def subset_sums(g: torch.Tensor, N: int) -> torch.Tensor:
+    """The subset-sum (zeta) transform of g (B, 2^N), out of place: E[x] = sum over S subset of x of g[S]."""
+    return _transform(g, N, superset=False, inplace=False)
+
+
+def superset_sums(p: torch.Tensor, N: int) -> torch.Tensor:
+    """The superset-sum transform of p (..., 2^N), out of place: q[S] = sum over x containing S of p[x]."""
+    return _transform(p, N, superset=True, inplace=False)
 
 
 def energies_trusted(theta: torch.Tensor, N: int, order: int) -> torch.Tensor:

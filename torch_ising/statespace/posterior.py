@@ -24,13 +24,9 @@ import numpy as np
 import torch
 
 from .. import moments as _m
+from ..conjugate_gradient import dot, host
 
 __all__ = ["IsingBinPosterior"]
-
-
-def _host(t: torch.Tensor) -> np.ndarray:
-    """A float64 numpy copy (or, on the CPU, view) of a small tensor."""
-    return t.detach().to(device="cpu", dtype=torch.float64).numpy()
 
 
 class IsingBinPosterior:
@@ -65,80 +61,124 @@ class IsingBinPosterior:
 
 
 class _IsingLines:
-    """Current point x, and the line x + a s through it, of a conjugate-gradient search on L_t."""
+    """Current point x, and the line x + a s through it, of a conjugate-gradient search on L_t.
+
+    The probabilities are kept as (B, 1, 2^N) for batched products. On the host: r = R y_t - P (x - m),
+    so that grad L_t = r - R eta, and the steps taken from x0 (x itself is needed only at the end).
+    """
 
     def __init__(self, post: IsingBinPosterior, x0: torch.Tensor) -> None:
         self.post = post
+        N, order = self.N, self.order = post.N, post.order
+        self.B = x0.shape[0]
         self.dtype, self.device = x0.dtype, x0.device
+        self.plain = x0.device.type == "cpu" and x0.dtype == torch.float64  # numpy shares the memory
         self.R = float(post.R)
-        self.Ry, self.m, self.P = _host(post.Ry), _host(post.m), _host(post.P)
-        self.x = _host(x0)
-        self.Pd = self._Pv(self.x - self.m)
-        self.E = _m.energies_trusted(x0, post.N, post.order)
+        self.P = self._host(post.P)
+        self.x0 = self._host(x0)
+        self.r = self._host(post.Ry) - self._Pv(self.x0 - self._host(post.m))
+        self.masks = _m.subset_masks_cached(N, order, self.device)
+        self.subset_sums = _m.transform_operator(N, False, self.dtype, self.device)
+        self.superset_sums = _m.transform_operator(N, True, self.dtype, self.device)
+        self.zeros = x0.new_zeros(self.B, 2**N)  # scatter buffer: g[mask(S)] = theta_S, zeros elsewhere
+        self.E = self._energies(x0).unsqueeze(1)
         self.p = torch.softmax(self.E, dim=-1)
-        self.alpha: np.ndarray | None = None
+        self.steps: list[tuple[object, np.ndarray]] = []  # (a, s) of the lines taken
+        self.alpha: list[float] | None = None
         self._g: np.ndarray | None = None
+
+    def _host(self, t: torch.Tensor) -> np.ndarray:
+        return t.numpy() if self.plain and not t.requires_grad else host(t)
+
+    def _device(self, a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(a)
+        return t if self.plain else t.to(device=self.device, dtype=self.dtype)
+
+    def _column(self, v: list[float]) -> torch.Tensor:
+        return torch.tensor(v, dtype=self.dtype, device=self.device).view(self.B, 1, 1)
 
     def _Pv(self, v: np.ndarray) -> np.ndarray:
         return (self.P @ v[..., None])[..., 0]
 
-    def _device(self, a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a).to(device=self.device, dtype=self.dtype)
+    def _energies(self, theta: torch.Tensor) -> torch.Tensor:
+        """E = theta . F(x) for all patterns (B, 2^N): the subset sums of theta scattered to its masks."""
+        return self.subset_sums(self.zeros.index_copy_(-1, self.masks, theta))
 
     def _settle(self) -> None:
         """Make the point reached along the current line (x + a s) the current point."""
         if self.alpha is not None:
-            a = self.alpha[:, None]
-            self.x = self.x + a * self.s
-            self.Pd = self.Pd + a * self.Ps
+            a = self.alpha[0] if self.B == 1 else np.array(self.alpha)[:, None]
+            self.steps.append((a, self.s))
+            self.r = self.r - a * self.Ps
             self.E = self.E_line
             self.alpha = None
 
     def grad(self) -> np.ndarray:
-        """grad L_t at the current point, (B, D)."""
+        """grad L_t = r - R eta at the current point, (B, D)."""
         if self._g is None:
             self._settle()
-            eta, _ = _m.moments_from_probs_trusted(self.p, self.post.N, self.post.order, with_fisher=False)
-            self._g = self.Ry - self.R * _host(eta) - self.Pd
+            q = self.superset_sums(self.p)  # (B, 1, 2^N): q[S] = P(all of S fire)
+            self.eta = self._host(q.index_select(-1, self.masks))[:, 0]
+            self._g = self.r - self.R * self.eta
         return self._g
 
-    def along(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Start the line x + a s at the current point; (d/da L_t, -d^2/da^2 L_t) at a = 0, each (B,)."""
-        self._settle()
+    def along(self, s: np.ndarray) -> tuple[list[float], list[float]]:
+        """Start the line x + a s at the current point; (d/da L_t, -d^2/da^2 L_t) at a = 0."""
+        g = self.grad()  # settles, and gives eta at the current point
         self.s = s
         self.Ps = self._Pv(s)
-        self.c0 = ((self.Ry - self.Pd) * s).sum(-1)
-        self.sPs = (s * self.Ps).sum(-1)
-        Es = _m.energies_trusted(self._device(s), self.post.N, self.post.order)
-        self.Es = Es
-        # columns E(s) - c, (E(s) - c)^2 and E(s), with c = E_p[E(s)] at a = 0 so that the variance is
-        # read from centred values (no cancellation in E[z^2] - E[z]^2)
-        c = (self.p * Es).sum(-1, keepdim=True)
-        Ec = Es - c
-        self.cols = torch.stack((Ec, Ec * Ec, Es), dim=-1)
-        return self._derivatives(np.zeros(s.shape[0]))
+        self.gs = dot(g, s).tolist()
+        self.sPs = dot(s, self.Ps).tolist()
+        # E(s) - c and (E(s) - c)^2 with c = E_p[E(s)] = eta . s at a = 0: the mean and variance of E(s)
+        # along the line are read from centred values (no cancellation in E[z^2] - E[z]^2)
+        c = dot(self.eta, s)
+        Es = self._energies(self._device(s))
+        self.Es = Es.unsqueeze(1)
+        Ec = Es - (float(c[0]) if self.B == 1 else self._device(c[:, None]))
+        self.cols = torch.stack((Ec, Ec * Ec), dim=-1)  # (B, 2^N, 2)
+        return self._derivatives([0.0] * self.B)
 
-    def at(self, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Move to x + alpha s (alpha (B,)); (d/da L_t, -d^2/da^2 L_t) there."""
-        self.alpha = alpha
-        self.E_line = torch.addcmul(self.E, self._device(alpha[:, None]), self.Es)
+    def at(self, alpha: list[float]) -> tuple[list[float], list[float]]:
+        """Move to x + alpha s (one step length per row); (d/da L_t, -d^2/da^2 L_t) there."""
+        self.alpha = list(alpha)
+        if self.B == 1:
+            self.E_line = torch.add(self.E, self.Es, alpha=alpha[0])
+        else:
+            self.E_line = torch.addcmul(self.E, self._column(alpha), self.Es)
         self.p = torch.softmax(self.E_line, dim=-1)
         self._g = None
         return self._derivatives(alpha)
 
-    def _derivatives(self, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mom = _host(torch.bmm(self.p.unsqueeze(1), self.cols))[:, 0]  # (B, 3)
-        centred, second, mean = mom[:, 0], mom[:, 1], mom[:, 2]
-        slope = self.c0 - alpha * self.sPs - self.R * mean
-        curvature = self.sPs + self.R * (second - centred * centred)
-        return slope, curvature
+    def _derivatives(self, alpha: list[float]) -> tuple[list[float], list[float]]:
+        # per row: E_p[E(s) - c] and E_p[(E(s) - c)^2]; slope = g.s - a s^T P s - R (E_p[E(s)] - c)
+        mom = torch.bmm(self.p, self.cols).tolist()
+        R = self.R
+        if self.B == 1:
+            (centred, second), a, gs, sPs = mom[0][0], alpha[0], self.gs[0], self.sPs[0]
+            return [gs - a * sPs - R * centred], [sPs + R * (second - centred * centred)]
+        slope, curv = [], []
+        for m, a, gs, sPs in zip(mom, alpha, self.gs, self.sPs, strict=True):
+            centred, second = m[0]
+            slope.append(gs - a * sPs - R * centred)
+            curv.append(sPs + R * (second - centred * centred))
+        return slope, curv
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x, L_t, grad, hess) at the current point, as tensors."""
         g = self.grad()
-        psi = _host(torch.logsumexp(self.E, dim=-1))
-        diff = self.x - self.m
-        value = (self.Ry * self.x).sum(-1) - self.R * psi - 0.5 * (diff * self.Pd).sum(-1)
-        _, G = _m.moments_from_probs_trusted(self.p, self.post.N, self.post.order, with_fisher=True)
+        x = self.x0
+        for a, s in self.steps:
+            x = x + a * s
+        p = self.p[:, 0]
+        # psi = E(0) - log p(0) = -log p(0) (the silent pattern has energy 0), unless p(0) underflows
+        p0 = self._host(p[:, 0])
+        if bool((p0 > 1e-200).all()):
+            psi = -np.log(p0)
+        else:
+            psi = self._host(torch.logsumexp(self.E[:, 0], dim=-1))
+        # L_t = R y.x - R psi - (x - m)^T P (x - m) / 2 with P (x - m) = R y - r
+        Ry, m = self._host(self.post.Ry), self._host(self.post.m)
+        value = dot(Ry, x) - self.R * psi - 0.5 * dot(x - m, Ry - self.r)
+        _, G = _m.moments_from_probs_trusted(p, self.N, self.order, with_fisher=True)
         hess = -self.R * G - self.post.P
-        return self._device(self.x), self._device(value), self._device(g), hess
+        return self._device(np.array(x)), self._device(value), self._device(np.array(g)), hess
