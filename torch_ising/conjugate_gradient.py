@@ -188,26 +188,33 @@ def conjugate_gradient_ascent(
     B = x0.shape[0]
     if isinstance(scale, torch.Tensor):
         scale = host(scale)
+
+    def gmax(g: np.ndarray) -> list[float]:
+        return (np.abs(g) / scale).max(-1).tolist()
+
     g = lines.grad()
     d = s = g
     _line_search(lines, s, [True] * B, line_tol)
     active = [True] * B  # the published loop takes at least one conjugate step
     it = 0
     g = lines.grad()
-    while any(active) and it < max_iter:
+    while it < max_iter:
         every = all(active)
         rows = None if every else np.array(active)[:, None]
         d_prev, d = d, (g if every else np.where(rows, g, d))
-        num, den = dot(d, d - d_prev).tolist(), dot(d_prev, d_prev).tolist()
         # Polak-Ribiere+ (a nan, from a row that has stopped, stays nan as with a tensor clamp)
+        num, den = dot(d, d - d_prev).tolist(), dot(d_prev, d_prev).tolist()
         beta = [b if not b < 0 else 0.0 for b in map(divide, num, den)]
-        s_new = d + np.array(beta)[:, None] * s
+        s_new = d + (beta[0] if B == 1 else np.array(beta)[:, None]) * s
         s = s_new if every else np.where(rows, s_new, s)
         _line_search(lines, s, active, line_tol)
         it += 1
         g = lines.grad()
-        gmax = (np.abs(g) / scale).max(-1).tolist()
-        active = [a and m > tol for a, m in zip(active, gmax, strict=True)]
+        size = gmax(g)
+        active = [a and m > tol for a, m in zip(active, size, strict=True)]
+        if not any(active):
+            break
+    else:
+        size = gmax(g)
     x, f, g_t, H = lines.result()
-    converged = bool(((np.abs(g) / scale).max(-1) <= tol).all())
-    return NewtonResult(x, f, g_t, H, it, converged)
+    return NewtonResult(x, f, g_t, H, it, all(m <= tol for m in size))

@@ -476,7 +476,7 @@ def transform_operator(
     factors = _zeta_factors(N, dtype, device)
     if len(factors) == 2:
         Z = factors[1] if superset else factors[0]
-        return Z.__rmatmul__
+        return lambda v: torch.matmul(v, Z)
     return lambda v: _transform(v, N, superset=superset, inplace=False)
 
 
