@@ -43,6 +43,7 @@ class IsingBinPosterior:
 
     def __init__(self, y: torch.Tensor, R: int, N: int, order: int, m: torch.Tensor, P: torch.Tensor) -> None:
         self.R, self.N, self.order = R, N, order
+        self.y = y
         self.Ry = R * y
         self.m = m
         self.P = P
@@ -50,10 +51,10 @@ class IsingBinPosterior:
     def __call__(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(L_t (B,), grad (B, D), hess (B, D, D)) at theta (B, D)."""
         mo = _m.moments_trusted(theta, self.N, self.order)
-        diff = theta - self.m
+        R, diff = self.R, theta - self.m
         Pd = (self.P @ diff.unsqueeze(-1)).squeeze(-1)
-        value = (self.Ry * theta).sum(-1) - self.R * mo.psi - 0.5 * (diff * Pd).sum(-1)
-        return value, self.Ry - self.R * mo.eta - Pd, -self.R * mo.fisher - self.P
+        value = R * ((self.y * theta).sum(-1) - mo.psi) - 0.5 * (diff * Pd).sum(-1)
+        return value, R * (self.y - mo.eta) - Pd, -R * mo.fisher - self.P
 
     def lines(self, x0: torch.Tensor) -> _IsingLines:
         """The line-search protocol of :func:`torch_ising.conjugate_gradient.conjugate_gradient_ascent`, from x0."""
