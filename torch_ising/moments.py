@@ -182,8 +182,8 @@ KRONECKER_MAX_N = 14
 #: The same on a CPU: there the 2 (2^(N/2))^3 multiply-adds of the products overtake the loop's
 #: N 2^N adds above N = 12 (single-threaded: 40 us against 60 us at N = 12, 210 against 93 at N = 14).
 KRONECKER_MAX_N_CPU = 12
-#: Up to this N the transforms are one matrix product with the 2^N x 2^N zeta matrix (at most 128 x 128).
-DENSE_ZETA_MAX_N = 7
+#: Up to this N the transforms are one matrix product with the 2^N x 2^N zeta matrix (at most 256 x 256).
+DENSE_ZETA_MAX_N = 8
 
 
 @lru_cache(maxsize=64)
