@@ -102,9 +102,7 @@ def main() -> None:
             check=True,
         )
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        tail = (
-            f"  {r['bare_s'] * 1e3:>12.2f}ms {r['module_s'] * 1e3:>6.2f}ms {r['ratio']:>6.2f}" if a.module else ""
-        )
+        tail = f"  {r['bare_s'] * 1e3:>12.2f}ms {r['module_s'] * 1e3:>6.2f}ms {r['ratio']:>6.2f}" if a.module else ""
         print(
             f"{r['N']:>3} {r['D']:>5} {r['best_s'] * 1e3:>8.2f}ms {r['median_s'] * 1e3:>8.2f}ms "
             f"{r['peak_MiB']:>9.0f}  {r['device']}{tail}"

@@ -462,7 +462,8 @@ def _from_probs(
     if not with_fisher:
         return eta, None
     B, D = eta.shape
-    return eta, torch.addcmul(q.index_select(-1, idx.view(-1)).view(B, D, D), eta.view(B, D, 1), eta.view(B, 1, D), value=-1)
+    q_or = q.index_select(-1, idx.view(-1)).view(B, D, D)
+    return eta, torch.addcmul(q_or, eta.view(B, D, 1), eta.view(B, 1, D), value=-1)
 
 
 def subset_masks_cached(N: int, order: int, device: torch.device) -> torch.Tensor:

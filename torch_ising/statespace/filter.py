@@ -121,7 +121,7 @@ def laplace_filter(
     Returns:
         :class:`FilterResult`.
     """
-    B, T, D = obs.B, obs.T, obs.D
+    T = obs.T
     diagonal = obs.diagonal
     check_map_method(map_method, diagonal)
     theta_f: list[torch.Tensor] = []
