@@ -459,11 +459,14 @@ def _from_probs(
     q = _transform(p, N, superset=True, inplace=inplace)
     masks, idx = _indices(N, order, p.device)
     eta = q.index_select(-1, masks)
-    if not with_fisher:
-        return eta, None
+    return eta, (_gather_fisher(q, eta, idx) if with_fisher else None)
+
+
+def _gather_fisher(q: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """G[S, T] = q[mask(S) | mask(T)] - eta_S eta_T (B, D, D) from q (B, 2^N) and eta (B, D)."""
     B, D = eta.shape
     q_or = q.index_select(-1, idx.view(-1)).view(B, D, D)
-    return eta, torch.addcmul(q_or, eta.view(B, D, 1), eta.view(B, 1, D), value=-1)
+    return torch.addcmul(q_or, eta.view(B, D, 1), eta.view(B, 1, D), value=-1)
 
 
 def subset_masks_cached(N: int, order: int, device: torch.device) -> torch.Tensor:
@@ -487,31 +490,10 @@ def transform_operator(
     return lambda v: _transform(v.clone(), N, superset=superset, inplace=True)  # in place on a copy: faster
 
 
-def subset_sums(g: torch.Tensor, N: int) -> torch.Tensor:
-    """The subset-sum (zeta) transform of g (B, 2^N), out of place: E[x] = sum over S subset of x of g[S]."""
-    return _transform(g, N, superset=False, inplace=False)
-
-
-def superset_sums(p: torch.Tensor, N: int) -> torch.Tensor:
-    """The superset-sum transform of p (..., 2^N), out of place: q[S] = sum over x containing S of p[x]."""
-    return _transform(p, N, superset=True, inplace=False)
-
-
-def energies_trusted(theta: torch.Tensor, N: int, order: int) -> torch.Tensor:
-    """Energies E(x) = theta . F(x) in mask order, (B, 2^N), for a flat batch (B, D) checked by the caller.
-
-    The zeta transform is linear, so E(x + a s) = E(x) + a E(s): the filter's line searches use this.
-    """
-    return _energies_mask(theta, N, order, inplace=not _tracks_grad(theta))
-
-
-def moments_from_probs_trusted(
-    p: torch.Tensor, N: int, order: int, with_fisher: bool = True
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(eta (B, D), G (B, D, D) or None) from probabilities p (B, 2^N) in mask order; p is left unchanged."""
-    if not _zeta_factors(N, p.dtype, p.device) and not _tracks_grad(p):  # the loop: in place on a copy
-        return _from_probs(p.clone(), N, order, with_fisher, inplace=True)
-    return _from_probs(p, N, order, with_fisher, inplace=False)
+def fisher_from_joint_trusted(q: torch.Tensor, N: int, order: int) -> torch.Tensor:
+    """G[S, T] = q[mask(S) | mask(T)] - q[S] q[T] from the joint firing probabilities q (B, 2^N), mask order."""
+    masks, idx = _indices(N, order, q.device)
+    return _gather_fisher(q, q.index_select(-1, masks), idx)
 
 
 def expectation_from_probs(p: ArrayLike, N: int, order: int = 2) -> torch.Tensor:

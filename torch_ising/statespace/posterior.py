@@ -118,8 +118,8 @@ class _IsingLines:
         """grad L_t = r - R eta at the current point, (B, D)."""
         if self._g is None:
             self._settle()
-            q = self.superset_sums(self.p)  # (B, 1, 2^N): q[S] = P(all of S fire)
-            self.eta = self._host(q.index_select(-1, self.masks))[:, 0]
+            self.q = self.superset_sums(self.p)  # (B, 1, 2^N): q[S] = P(all of S fire)
+            self.eta = self._host(self.q.index_select(-1, self.masks))[:, 0]
             self._g = self.r - self.R * self.eta
         return self._g
 
@@ -180,6 +180,6 @@ class _IsingLines:
         # L_t = R y.x - R psi - (x - m)^T P (x - m) / 2 with P (x - m) = R y - r
         Ry, m = self._host(self.post.Ry), self._host(self.post.m)
         value = dot(Ry, x) - self.R * psi - 0.5 * dot(x - m, Ry - self.r)
-        _, G = _m.moments_from_probs_trusted(p, self.N, self.order, with_fisher=True)
+        G = _m.fisher_from_joint_trusted(self.q[:, 0], self.N, self.order)  # q at this point, from grad()
         hess = -self.R * G - self.post.P
         return self._device(np.array(x)), self._device(value), self._device(np.array(g)), hess
