@@ -474,6 +474,7 @@ def subset_masks_cached(N: int, order: int, device: torch.device) -> torch.Tenso
     return _indices(N, order, device)[0]
 
 
+@lru_cache(maxsize=64)
 def transform_operator(
     N: int, superset: bool, dtype: torch.dtype, device: torch.device
 ) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -44,7 +44,6 @@ class IsingBinPosterior:
     def __init__(self, y: torch.Tensor, R: int, N: int, order: int, m: torch.Tensor, P: torch.Tensor) -> None:
         self.R, self.N, self.order = R, N, order
         self.y = y
-        self.Ry = R * y
         self.m = m
         self.P = P
 
@@ -77,7 +76,8 @@ class _IsingLines:
         self.R = float(post.R)
         self.P = self._host(post.P)
         self.x0 = self._host(x0)
-        self.r = self._host(post.Ry) - self._Pv(self.x0 - self._host(post.m))
+        self.Ry = self.R * self._host(post.y)
+        self.r = self.Ry - self._Pv(self.x0 - self._host(post.m))
         self.masks = _m.subset_masks_cached(N, order, self.device)
         self.subset_sums = _m.transform_operator(N, False, self.dtype, self.device)
         self.superset_sums = _m.transform_operator(N, True, self.dtype, self.device)
@@ -178,7 +178,7 @@ class _IsingLines:
         else:
             psi = self._host(torch.logsumexp(self.E[:, 0], dim=-1))
         # L_t = R y.x - R psi - (x - m)^T P (x - m) / 2 with P (x - m) = R y - r
-        Ry, m = self._host(self.post.Ry), self._host(self.post.m)
+        Ry, m = self.Ry, self._host(self.post.m)
         value = dot(Ry, x) - self.R * psi - 0.5 * dot(x - m, Ry - self.r)
         G = _m.fisher_from_joint_trusted(self.q[:, 0], self.N, self.order)  # q at this point, from grad()
         hess = -self.R * G - self.post.P
