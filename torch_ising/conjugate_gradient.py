@@ -189,9 +189,6 @@ def conjugate_gradient_ascent(
     if isinstance(scale, torch.Tensor):
         scale = host(scale)
 
-    def gmax(g: np.ndarray) -> list[float]:
-        return (np.abs(g) / scale).max(-1).tolist()
-
     g = lines.grad()
     d = s = g
     _line_search(lines, s, [True] * B, line_tol)
@@ -210,11 +207,11 @@ def conjugate_gradient_ascent(
         _line_search(lines, s, active, line_tol)
         it += 1
         g = lines.grad()
-        size = gmax(g)
+        size = (np.abs(g) / scale).max(-1).tolist()
         active = [a and m > tol for a, m in zip(active, size, strict=True)]
         if not any(active):
             break
     else:
-        size = gmax(g)
+        size = (np.abs(g) / scale).max(-1).tolist()
     x, f, g_t, H = lines.result()
     return NewtonResult(x, f, g_t, H, it, all(m <= tol for m in size))

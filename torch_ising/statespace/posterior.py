@@ -105,19 +105,15 @@ class _IsingLines:
         """E = theta . F(x) for all patterns (B, 2^N): the subset sums of theta scattered to its masks."""
         return self.subset_sums(self.zeros.index_copy_(-1, self.masks, theta))
 
-    def _settle(self) -> None:
-        """Make the point reached along the current line (x + a s) the current point."""
-        if self.alpha is not None:
-            a = self.alpha[0] if self.B == 1 else np.array(self.alpha)[:, None]
-            self.steps.append((a, self.s))
-            self.r = self.r - a * self.Ps
-            self.E = self.E_line
-            self.alpha = None
-
     def grad(self) -> np.ndarray:
         """grad L_t = r - R eta at the current point, (B, D)."""
         if self._g is None:
-            self._settle()
+            if self.alpha is not None:  # make the point reached along the line (x + a s) the current point
+                a = self.alpha[0] if self.B == 1 else np.array(self.alpha)[:, None]
+                self.steps.append((a, self.s))
+                self.r = self.r - a * self.Ps
+                self.E = self.E_line
+                self.alpha = None
             self.q = self.superset_sums(self.p)  # (B, 1, 2^N): q[S] = P(all of S fire)
             self.eta = self._host(self.q.index_select(-1, self.masks))[:, 0]
             self._g = self.r - self.R * self.eta
