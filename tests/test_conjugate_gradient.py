@@ -92,3 +92,20 @@ def test_ising_lines_follow_the_same_search_as_full_evaluations(device):
             IsingBinPosterior(y[b : b + 1], R, N, O, m[b : b + 1], P[b : b + 1]), x0[b : b + 1], scale=R
         )
         torch.testing.assert_close(alone.x[0], fast.x[b], rtol=0, atol=1e-12)
+
+
+def test_ising_lines_in_float32_follow_the_float64_search():
+    # the host arithmetic is float64 whatever the tensors' dtype; a float32 posterior (the path that
+    # converts between host arrays and tensors) lands near the float64 mode
+    from torch_ising.statespace.posterior import IsingBinPosterior
+
+    N, O, R, D = 4, 2, 40, 10
+    g = torch.Generator().manual_seed(4)
+    y = torch.rand(2, D, generator=g, dtype=torch.float64) * 0.4
+    m = torch.zeros(2, D, dtype=torch.float64)
+    P = 5.0 * torch.eye(D, dtype=torch.float64).expand(2, D, D)
+    exact = conjugate_gradient_ascent(IsingBinPosterior(y, R, N, O, m, P), m, scale=R)
+    single = conjugate_gradient_ascent(IsingBinPosterior(y.float(), R, N, O, m.float(), P.float()), m.float(), scale=R)
+    assert single.x.dtype == torch.float32 and single.hess.dtype == torch.float32
+    torch.testing.assert_close(single.x.double(), exact.x, rtol=0, atol=1e-3)
+    torch.testing.assert_close(single.hess.double(), exact.hess, rtol=1e-4, atol=1e-3)
