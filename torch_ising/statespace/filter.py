@@ -20,6 +20,11 @@ likelihood (the pseudo-likelihood) weights the data by the information of that
 precision (:class:`torch_ising.approx.pseudo.PseudoLikelihood`); W_{t|t} still
 uses the unscaled W_{t|t-1}^{-1}.
 The recursion is sequential in t; every step is batched over data sets (B).
+
+An observation model may supply ``bin_posterior(t, m, P)`` -> the objective L_t itself (or None);
+the exact model does (:class:`~torch_ising.statespace.posterior.IsingBinPosterior`), with the line
+searches of the conjugate gradient in O(2^N) per step. Otherwise L_t is built from
+``value_grad_hess``.
 """
 
 from __future__ import annotations
