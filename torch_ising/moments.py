@@ -182,7 +182,9 @@ KRONECKER_MAX_N = 14
 #: The same on a CPU: there the 2 (2^(N/2))^3 multiply-adds of the products overtake the loop's
 #: N 2^N adds above N = 12 (single-threaded: 40 us against 60 us at N = 12, 210 against 93 at N = 14).
 KRONECKER_MAX_N_CPU = 12
-#: Up to this N the transforms are one matrix product with the 2^N x 2^N zeta matrix (at most 256 x 256).
+#: Up to this N :func:`transform_operator` is one product with the 2^N x 2^N zeta matrix (at most 256 x 256),
+#: for the filter's line searches. (The moments keep the Kronecker form: their rounding, and with it the
+#: trajectories of long EM runs, stays as it was.)
 DENSE_ZETA_MAX_N = 8
 
 
@@ -195,15 +197,12 @@ def _zeta_matrix(k: int, dtype: torch.dtype, device: torch.device) -> torch.Tens
 
 @lru_cache(maxsize=64)
 def _zeta_factors(N: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """The matrices of the transforms over N bits, transposes included (built once per N, dtype, device).
+    """The Kronecker factors of the transforms over N bits, transposes included (built once per N, dtype, device).
 
-    () for the N-pass loop, (Z, Z^T) for one dense product, (Z_h, Z_h^T, Z_l, Z_l^T) for the Kronecker form.
+    (Z_h, Z_h^T, Z_l, Z_l^T), or () where the transforms are the N-pass loop.
     """
     if N <= 1 or N > (KRONECKER_MAX_N_CPU if device.type == "cpu" else KRONECKER_MAX_N):
         return ()
-    if N <= DENSE_ZETA_MAX_N:
-        Z = _zeta_matrix(N, dtype, device)
-        return Z, Z.T.contiguous()
     k = N // 2
     Zl = _zeta_matrix(k, dtype, device)
     Zh = _zeta_matrix(N - k, dtype, device)
@@ -216,17 +215,12 @@ def _transform(v: torch.Tensor, N: int, superset: bool, inplace: bool) -> torch.
     Pass i adds the entries without bit i into those with bit i (subset sum),
     or the other way round (superset sum); N passes, N 2^N adds.
 
-    For N <= DENSE_ZETA_MAX_N the same linear map is one product with the zeta
-    matrix Z[a, b] = [a subset of b]: subset sums v Z, superset sums v Z^T.
     Up to KRONECKER_MAX_N (KRONECKER_MAX_N_CPU on a CPU) it is two small matrix products: the transform
     over N bits is the Kronecker product of the transforms over the high and
     the low bits, so with V[h, l] = v[h 2^k + l], subset sums are
     Z_h^T V Z_l and superset sums Z_h V Z_l^T.
     """
     factors = _zeta_factors(N, v.dtype, v.device)
-    if len(factors) == 2:
-        Z, ZT = factors
-        return v @ (ZT if superset else Z)
     batch = v.shape[:-1]
     if factors:
         Zh, ZhT, Zl, ZlT = factors
@@ -480,13 +474,15 @@ def transform_operator(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The subset-sum (or superset-sum) transform over the last dim, out of place, as a callable.
 
-    For code that applies it many times to small batches: the matrices are looked up once.
+    For code that applies it many times to small batches: the matrices are looked up once, and up to
+    DENSE_ZETA_MAX_N the transform is a single product with the zeta matrix
+    Z[a, b] = [a subset of b] (subset sums v Z, superset sums v Z^T).
     """
-    factors = _zeta_factors(N, dtype, device)
-    if len(factors) == 2:
-        Z = factors[1] if superset else factors[0]
+    if 2 <= N <= DENSE_ZETA_MAX_N:  # one product with the zeta matrix Z[a, b] = [a subset of b]
+        Z = _zeta_matrix(N, dtype, device)
+        Z = Z.T.contiguous() if superset else Z
         return lambda v: torch.matmul(v, Z)
-    if factors:
+    if _zeta_factors(N, dtype, device):
         return lambda v: _transform(v, N, superset=superset, inplace=False)
     return lambda v: _transform(v.clone(), N, superset=superset, inplace=True)  # in place on a copy: faster
 
