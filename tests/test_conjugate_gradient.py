@@ -59,3 +59,53 @@ def test_ising_posterior_mode_meets_the_published_tolerance_and_batches():
             scale=R,
         )
         torch.testing.assert_close(alone.x[0], res.x[b], rtol=0, atol=1e-12)
+
+
+def test_ising_lines_follow_the_same_search_as_full_evaluations(device):
+    # the exact posterior's line protocol (E(x + a s) = E(x) + a E(s)) against one full evaluation per step,
+    # on a batch in which every row has its own stopping tests; each row equals its own search alone
+    from torch_ising.statespace.posterior import IsingBinPosterior
+
+    N, O, R = 5, 2, 50
+    g = torch.Generator().manual_seed(11)
+    B, D = 3, 15
+    y = (torch.rand(B, D, generator=g, dtype=torch.float64) * 0.4).to(device)
+    m = (0.3 * torch.randn(B, D, generator=g, dtype=torch.float64)).to(device)
+    A = torch.randn(B, D, D, generator=g, dtype=torch.float64)
+    P = (A @ A.transpose(-1, -2) / D + torch.eye(D, dtype=torch.float64)).to(device)
+    post = IsingBinPosterior(y, R, N, O, m, P)
+    x0 = torch.zeros(B, D, dtype=torch.float64, device=device)
+    fast = conjugate_gradient_ascent(post, x0, scale=R)
+    slow = conjugate_gradient_ascent(lambda th: post(th), x0, scale=R)  # a plain callable: full evaluations
+    assert fast.iterations == slow.iterations and fast.converged and slow.converged
+    torch.testing.assert_close(fast.x, slow.x, rtol=0, atol=1e-10)
+    torch.testing.assert_close(fast.value, slow.value, rtol=1e-12, atol=0)
+    torch.testing.assert_close(fast.grad, slow.grad, rtol=0, atol=1e-8)
+    torch.testing.assert_close(fast.hess, slow.hess, rtol=0, atol=1e-10)
+    for b in range(B):
+        bf = brute_force(fast.x[b].cpu().numpy(), N, O)
+        grad = R * (y[b].cpu().numpy() - bf["eta"]) - P[b].cpu().numpy() @ (fast.x[b] - m[b]).cpu().numpy()
+        assert np.abs(grad).max() / R <= CG_TOL
+        np.testing.assert_allclose(fast.grad[b].cpu().numpy(), grad, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(fast.hess[b].cpu().numpy(), -R * bf["fisher"] - P[b].cpu().numpy(), atol=1e-9)
+        alone = conjugate_gradient_ascent(
+            IsingBinPosterior(y[b : b + 1], R, N, O, m[b : b + 1], P[b : b + 1]), x0[b : b + 1], scale=R
+        )
+        torch.testing.assert_close(alone.x[0], fast.x[b], rtol=0, atol=1e-12)
+
+
+def test_ising_lines_in_float32_follow_the_float64_search():
+    # the host arithmetic is float64 whatever the tensors' dtype; a float32 posterior (the path that
+    # converts between host arrays and tensors) lands near the float64 mode
+    from torch_ising.statespace.posterior import IsingBinPosterior
+
+    N, O, R, D = 4, 2, 40, 10
+    g = torch.Generator().manual_seed(4)
+    y = torch.rand(2, D, generator=g, dtype=torch.float64) * 0.4
+    m = torch.zeros(2, D, dtype=torch.float64)
+    P = 5.0 * torch.eye(D, dtype=torch.float64).expand(2, D, D)
+    exact = conjugate_gradient_ascent(IsingBinPosterior(y, R, N, O, m, P), m, scale=R)
+    single = conjugate_gradient_ascent(IsingBinPosterior(y.float(), R, N, O, m.float(), P.float()), m.float(), scale=R)
+    assert single.x.dtype == torch.float32 and single.hess.dtype == torch.float32
+    torch.testing.assert_close(single.x.double(), exact.x, rtol=0, atol=1e-3)
+    torch.testing.assert_close(single.hess.double(), exact.hess, rtol=1e-4, atol=1e-3)

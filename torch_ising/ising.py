@@ -4,11 +4,20 @@
 
 ``theta`` is an ``nn.Parameter`` of shape batch_shape + (D,). All moments are
 exact and computed in O(N 2^N) by :mod:`torch_ising.moments`.
+
+psi, eta and the Fisher matrix G come from one pass of the transforms, without
+autograd (the fast, in-place path), cached until ``theta`` changes (its
+version counter, storage, dtype or shape). Their derivatives are the next
+moments, supplied by custom autograd functions: d psi / d theta = eta,
+d eta / d theta = G, and d G / d theta (the third cumulants) by autograd
+through the transforms, computed only when something is differentiated
+through G.
 """
 
 from __future__ import annotations
 
 import warnings
+import weakref
 from typing import Any
 
 import torch
@@ -20,6 +29,61 @@ from .basis import sufficient_stats
 from .newton import newton_ascent
 
 __all__ = ["Ising"]
+
+#: Above this many Fisher entries (batch x D^2) psi() and expectation() do not compute G along with them.
+FISHER_CACHE_ENTRIES = 2**22
+
+
+class _Fisher(torch.autograd.Function):
+    """G(theta) from cached moments; its derivative by autograd through the transforms."""
+
+    @staticmethod
+    def forward(ctx, theta: torch.Tensor, G: torch.Tensor, N: int, order: int) -> torch.Tensor:
+        ctx.save_for_backward(theta)
+        ctx.N, ctx.order = N, order
+        return G.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (theta,) = ctx.saved_tensors
+        create = torch.is_grad_enabled()
+        with torch.enable_grad():
+            th = theta if create else theta.detach().requires_grad_(True)
+            G = _m.fisher(th, ctx.N, ctx.order)
+            (g,) = torch.autograd.grad(G, th, grad, create_graph=create)
+        return g, None, None, None
+
+
+class _Expectation(torch.autograd.Function):
+    """eta(theta) from cached moments; d eta / d theta = G."""
+
+    @staticmethod
+    def forward(ctx, theta: torch.Tensor, model: Ising, mo: _m.Moments) -> torch.Tensor:
+        ctx.save_for_backward(theta)
+        ctx.model, ctx.mo = model, mo
+        return mo.eta.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (theta,) = ctx.saved_tensors
+        G = ctx.model._fisher_of(theta, ctx.mo)
+        return (grad.unsqueeze(-2) @ G).squeeze(-2), None, None
+
+
+class _LogPartition(torch.autograd.Function):
+    """psi(theta) from cached moments; d psi / d theta = eta."""
+
+    @staticmethod
+    def forward(ctx, theta: torch.Tensor, model: Ising, mo: _m.Moments) -> torch.Tensor:
+        ctx.save_for_backward(theta)
+        ctx.model, ctx.mo = model, mo
+        return mo.psi.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (theta,) = ctx.saved_tensors
+        eta = _Expectation.apply(theta, ctx.model, ctx.mo) if torch.is_grad_enabled() else ctx.mo.eta
+        return grad.unsqueeze(-1) * eta, None, None
 
 
 class Ising(nn.Module):
@@ -76,9 +140,48 @@ class Ising(nn.Module):
         return f"N={self.N}, order={self.order}, D={self.D}, batch_shape={tuple(self.batch_shape)}"
 
     # ------------------------------------------------------------------ moments
+    def _key(self) -> tuple:
+        """What identifies the values of theta: its version counter (bumped by every in-place change),
+        storage, dtype, device and shape."""
+        t = self.theta
+        return (t._version, t.data_ptr(), t.dtype, t.device, tuple(t.shape))
+
+    def _moments(self, with_fisher: bool) -> _m.Moments:
+        """psi, eta (and G) at the current theta, detached; one transform pass per theta version."""
+        key = self._key()
+        cache = self.__dict__.get("_moments_cache")
+        if (
+            cache is not None
+            and cache[0]() is self.theta  # the same tensor (a replaced theta is a new one)
+            and cache[1] == key
+            and (cache[2].fisher is not None or not with_fisher)
+        ):
+            return cache[2]
+        theta = self.theta.detach()
+        if not with_fisher:  # compute G along with psi and eta where it is small: fisher() is then free
+            with_fisher = theta[..., :1].numel() * self.D**2 <= FISHER_CACHE_ENTRIES
+        with torch.no_grad():
+            mo = _m.moments(theta, self.N, self.order, with_fisher=with_fisher)
+        self.__dict__["_moments_cache"] = (weakref.ref(self.theta), key, mo)
+        return mo
+
+    def _fisher_of(self, theta: torch.Tensor, mo: _m.Moments) -> torch.Tensor:
+        """G at ``theta`` (whose moments are ``mo``), differentiable when autograd records."""
+        G = mo.fisher
+        if G is None:
+            with torch.no_grad():
+                G = _m.fisher(theta.detach(), self.N, self.order)
+        if torch.is_grad_enabled() and theta.requires_grad:
+            return _Fisher.apply(theta, G, self.N, self.order)
+        return G if G is not mo.fisher else G.clone()
+
+    def _tracked(self) -> bool:
+        return torch.is_grad_enabled() and self.theta.requires_grad
+
     def psi(self) -> torch.Tensor:
-        """Log-partition psi(theta) = log sum_x exp(theta . F(x)), shape batch_shape."""
-        return _m.log_partition(self.theta, self.N, self.order)
+        """Log-partition psi(theta) = log sum_x exp(theta . F(x)), shape batch_shape. Differentiable."""
+        mo = self._moments(with_fisher=False)
+        return _LogPartition.apply(self.theta, self, mo) if self._tracked() else mo.psi.clone()
 
     def forward(self) -> torch.Tensor:
         """Same as :meth:`psi`."""
@@ -98,16 +201,17 @@ class Ising(nn.Module):
         return _m.log_prob(xt, self.theta, self.N, self.order)
 
     def expectation(self) -> torch.Tensor:
-        """eta = E[F(x)], shape batch_shape + (D,)."""
-        return _m.expectation(self.theta, self.N, self.order)
+        """eta = E[F(x)] = grad psi, shape batch_shape + (D,). Differentiable."""
+        mo = self._moments(with_fisher=False)
+        return _Expectation.apply(self.theta, self, mo) if self._tracked() else mo.eta.clone()
 
     def fisher(self) -> torch.Tensor:
-        """Fisher information G = Cov[F(x)] = hess psi, shape batch_shape + (D, D)."""
-        return _m.fisher(self.theta, self.N, self.order)
+        """Fisher information G = Cov[F(x)] = hess psi, shape batch_shape + (D, D). Differentiable."""
+        return self._fisher_of(self.theta, self._moments(with_fisher=True))
 
     def entropy(self) -> torch.Tensor:
         """Entropy H = psi - theta . eta in nats, shape batch_shape."""
-        return _m.entropy(self.theta, self.N, self.order)
+        return self.psi() - (self.theta * self.expectation()).sum(-1)
 
     def heat_capacity(self, beta: float | torch.Tensor = 1.0) -> torch.Tensor:
         """Exact heat capacity C(beta) = beta^2 theta^T G(beta theta) theta."""

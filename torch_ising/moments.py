@@ -22,6 +22,7 @@ order (see :mod:`torch_ising.basis`) unless ``seed_order=False``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -175,8 +176,16 @@ def _tracks_grad(t: torch.Tensor) -> bool:
     return bool(wrapped(t)) if wrapped is not None else False
 
 
-#: Up to this N the transforms are two small matrix products (see :func:`_transform`).
+#: Up to this N the transforms are two small matrix products (see :func:`_transform`) on a GPU, where
+#: each of the N passes of the loop is a kernel launch.
 KRONECKER_MAX_N = 14
+#: The same on a CPU: there the 2 (2^(N/2))^3 multiply-adds of the products overtake the loop's
+#: N 2^N adds above N = 12 (single-threaded: 40 us against 60 us at N = 12, 210 against 93 at N = 14).
+KRONECKER_MAX_N_CPU = 12
+#: Up to this N :func:`transform_operator` is one product with the 2^N x 2^N zeta matrix (at most 256 x 256),
+#: for the filter's line searches. (The moments keep the Kronecker form: their rounding, and with it the
+#: trajectories of long EM runs, stays as it was.)
+DENSE_ZETA_MAX_N = 8
 
 
 @lru_cache(maxsize=64)
@@ -191,24 +200,38 @@ def _zeta_matrix(k: int, dtype: torch.dtype, device: torch.device) -> torch.Tens
         return ((m[:, None] & m[None, :]) == m[:, None]).to(dtype)
 
 
+@lru_cache(maxsize=64)
+def _zeta_factors(N: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The Kronecker factors of the transforms over N bits, transposes included (built once per N, dtype, device).
+
+    (Z_h, Z_h^T, Z_l, Z_l^T), or () where the transforms are the N-pass loop.
+    """
+    if N <= 1 or N > (KRONECKER_MAX_N_CPU if device.type == "cpu" else KRONECKER_MAX_N):
+        return ()
+    k = N // 2
+    Zl = _zeta_matrix(k, dtype, device)
+    Zh = _zeta_matrix(N - k, dtype, device)
+    return Zh, Zh.T.contiguous(), Zl, Zl.T.contiguous()
+
+
 def _transform(v: torch.Tensor, N: int, superset: bool, inplace: bool) -> torch.Tensor:
     """Subset-sum (superset=False) or superset-sum transform over the last dim (2^N).
 
     Pass i adds the entries without bit i into those with bit i (subset sum),
     or the other way round (superset sum); N passes, N 2^N adds.
 
-    For N <= KRONECKER_MAX_N the same linear map is applied as two small
-    matrix products: the transform over N bits is the Kronecker product of the
-    transforms over the high and the low bits, so with V[h, l] = v[h 2^k + l],
-    subset sums are Z_h^T V Z_l and superset sums Z_h V Z_l^T.
+    Up to KRONECKER_MAX_N (KRONECKER_MAX_N_CPU on a CPU) it is two small matrix products: the transform
+    over N bits is the Kronecker product of the transforms over the high and
+    the low bits, so with V[h, l] = v[h 2^k + l], subset sums are
+    Z_h^T V Z_l and superset sums Z_h V Z_l^T.
     """
+    factors = _zeta_factors(N, v.dtype, v.device)
     batch = v.shape[:-1]
-    if 2 <= N <= KRONECKER_MAX_N:
+    if factors:
+        Zh, ZhT, Zl, ZlT = factors
         k = N // 2
-        Zl = _zeta_matrix(k, v.dtype, v.device)
-        Zh = _zeta_matrix(N - k, v.dtype, v.device)
         V = v.reshape(*batch, 2 ** (N - k), 2**k)
-        W = Zh @ V @ Zl.T if superset else Zh.T @ V @ Zl
+        W = Zh @ V @ ZlT if superset else ZhT @ V @ Zl
         return W.reshape(*batch, 2**N)
     src, dst = (1, 0) if superset else (0, 1)
     for i in range(N):
@@ -222,11 +245,17 @@ def _transform(v: torch.Tensor, N: int, superset: bool, inplace: bool) -> torch.
     return v
 
 
+@lru_cache(maxsize=64)
+def _indices(N: int, order: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(subset masks (D,), or-index (D, D)) on ``device``, built once per N, order, device."""
+    return subset_masks(N, order, device), or_index(N, order, device)
+
+
 def _energies_mask(theta: torch.Tensor, N: int, order: int, inplace: bool) -> torch.Tensor:
-    masks = subset_masks(N, order, theta.device)
+    masks = _indices(N, order, theta.device)[0]
     g = theta.new_zeros(*theta.shape[:-1], 2**N)
     if inplace:
-        g[..., masks] = theta
+        g.index_copy_(-1, masks, theta)
     else:
         g = g.index_add(-1, masks, theta)
     return _transform(g, N, superset=False, inplace=inplace)
@@ -377,6 +406,10 @@ def log_partition_trusted(theta: torch.Tensor, N: int, order: int) -> torch.Tens
     return _core(theta, N, order, "psi", False)
 
 
+#: Up to this many entries (batch x 2^N) :func:`_core` uses logsumexp and softmax rather than in-place steps.
+SMALL_FUSED = 2**16
+
+
 def _core(theta: torch.Tensor, N: int, order: int, what: str, grad: bool):
     """Moments of a flat batch theta (B, D).
 
@@ -385,7 +418,15 @@ def _core(theta: torch.Tensor, N: int, order: int, what: str, grad: bool):
     """
     inplace = not grad
     E = _energies_mask(theta, N, order, inplace)
-    if inplace:
+    if inplace and E.numel() <= SMALL_FUSED:
+        # small: two fused calls instead of eight in-place ones (per-call overhead dominates)
+        psi = torch.logsumexp(E, dim=-1)
+        if what == "psi":
+            return psi
+        if what == "logp":
+            return E.sub_(psi[:, None])
+        p = torch.softmax(E, dim=-1)
+    elif inplace:
         Emax = E.amax(dim=-1, keepdim=True)
         p = E.sub_(Emax).exp_()
         Z = p.sum(dim=-1, keepdim=True)
@@ -403,14 +444,58 @@ def _core(theta: torch.Tensor, N: int, order: int, what: str, grad: bool):
         if what == "logp":
             return logp
         p = logp.exp()
-    q = _transform(p, N, superset=True, inplace=inplace)
-    masks = subset_masks(N, order, theta.device)
-    eta = q[:, masks]
-    fis = None
-    if what == "fisher":
-        idx = or_index(N, order, theta.device)
-        fis = q[:, idx] - eta[:, :, None] * eta[:, None, :]
+    eta, fis = _from_probs(p, N, order, what == "fisher", inplace)
     return Moments(psi, eta, fis)
+
+
+def _from_probs(
+    p: torch.Tensor, N: int, order: int, with_fisher: bool, inplace: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """eta_S = q[mask(S)] and G[S, T] = q[mask(S) | mask(T)] - eta_S eta_T from p (B, 2^N) in mask order.
+
+    q is the superset-sum transform of p; ``inplace`` lets it overwrite p (where the transform is the loop).
+    """
+    q = _transform(p, N, superset=True, inplace=inplace)
+    masks, idx = _indices(N, order, p.device)
+    eta = q.index_select(-1, masks)
+    return eta, (_gather_fisher(q, eta, idx) if with_fisher else None)
+
+
+def _gather_fisher(q: torch.Tensor, eta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """G[S, T] = q[mask(S) | mask(T)] - eta_S eta_T (B, D, D) from q (B, 2^N) and eta (B, D)."""
+    B, D = eta.shape
+    q_or = q.index_select(-1, idx.view(-1)).view(B, D, D)
+    return torch.addcmul(q_or, eta.view(B, D, 1), eta.view(B, 1, D), value=-1)
+
+
+def subset_masks_cached(N: int, order: int, device: torch.device) -> torch.Tensor:
+    """The subset masks (D,) on ``device`` (built once); where theta_S goes in the vector g of step 1."""
+    return _indices(N, order, device)[0]
+
+
+@lru_cache(maxsize=64)
+def transform_operator(
+    N: int, superset: bool, dtype: torch.dtype, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The subset-sum (or superset-sum) transform over the last dim, out of place, as a callable.
+
+    For code that applies it many times to small batches: the matrices are looked up once, and up to
+    DENSE_ZETA_MAX_N the transform is a single product with the zeta matrix
+    Z[a, b] = [a subset of b] (subset sums v Z, superset sums v Z^T).
+    """
+    if 2 <= N <= DENSE_ZETA_MAX_N:  # one product with the zeta matrix Z[a, b] = [a subset of b]
+        Z = _zeta_matrix(N, dtype, device)
+        Z = Z.T.contiguous() if superset else Z
+        return lambda v: torch.matmul(v, Z)
+    if _zeta_factors(N, dtype, device):
+        return lambda v: _transform(v, N, superset=superset, inplace=False)
+    return lambda v: _transform(v.clone(), N, superset=superset, inplace=True)  # in place on a copy: faster
+
+
+def fisher_from_joint_trusted(q: torch.Tensor, N: int, order: int) -> torch.Tensor:
+    """G[S, T] = q[mask(S) | mask(T)] - q[S] q[T] from the joint firing probabilities q (B, 2^N), mask order."""
+    masks, idx = _indices(N, order, q.device)
+    return _gather_fisher(q, q.index_select(-1, masks), idx)
 
 
 def expectation_from_probs(p: ArrayLike, N: int, order: int = 2) -> torch.Tensor:

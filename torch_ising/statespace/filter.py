@@ -20,6 +20,11 @@ likelihood (the pseudo-likelihood) weights the data by the information of that
 precision (:class:`torch_ising.approx.pseudo.PseudoLikelihood`); W_{t|t} still
 uses the unscaled W_{t|t-1}^{-1}.
 The recursion is sequential in t; every step is batched over data sets (B).
+
+An observation model may supply ``bin_posterior(t, m, P)`` -> the objective L_t itself (or None);
+the exact model does (:class:`~torch_ising.statespace.posterior.IsingBinPosterior`), with the line
+searches of the conjugate gradient in O(2^N) per step. Otherwise L_t is built from
+``value_grad_hess``.
 """
 
 from __future__ import annotations
@@ -78,6 +83,21 @@ def predict(
     return theta_p, W_p
 
 
+def _predictor(params: StateSpaceParams, diagonal: bool):
+    """:func:`predict` for this filter run; with F = I and an exactly symmetric Q, (theta, W + Q) directly.
+
+    That shortcut gives the same numbers as :func:`predict` (I W I^T = W exactly, and W + Q is then
+    exactly symmetric, since every W_{t|t} is), with one tensor call instead of about ten.
+    """
+    F, Q = params.F, params.Q
+    if diagonal or params.U is not None:
+        return lambda theta, W, u_t: predict(theta, W, params, u_t, diagonal)
+    eye = torch.eye(F.shape[-1], dtype=F.dtype, device=F.device)
+    if not (torch.equal(F, eye.expand_as(F)) and torch.equal(Q, Q.transpose(-1, -2))):
+        return lambda theta, W, u_t: predict(theta, W, params, u_t, diagonal)
+    return lambda theta, W, u_t: (theta, W + Q)
+
+
 def laplace_filter(
     obs: ObservationModel,
     params: StateSpaceParams,
@@ -106,15 +126,13 @@ def laplace_filter(
     Returns:
         :class:`FilterResult`.
     """
-    B, T, D = obs.B, obs.T, obs.D
+    T = obs.T
     diagonal = obs.diagonal
     check_map_method(map_method, diagonal)
-    ref = params.mu
-    cov_shape = (B, T, D) if diagonal else (B, T, D, D)
-    theta_f = ref.new_empty(B, T, D)
-    theta_p = ref.new_empty(B, T, D)
-    sigma_f = ref.new_empty(cov_shape)
-    sigma_p = ref.new_empty(cov_shape)
+    theta_f: list[torch.Tensor] = []
+    theta_p: list[torch.Tensor] = []
+    sigma_f: list[torch.Tensor] = []
+    sigma_p: list[torch.Tensor] = []
     iters = 0
     converged = True
     separate_precision = getattr(obs, "separate_precision", False)
@@ -122,20 +140,25 @@ def laplace_filter(
     score_scale = getattr(obs, "score_scale", None) if diagonal and separate_precision else None
     R_scale = getattr(obs, "R_scale", None)
     scale = obs.R if R_scale is None else R_scale[:, None]  # the tolerance's scale, per data set with masks
+    bin_posterior = None if diagonal else getattr(obs, "bin_posterior", None)
+    step = _predictor(params, diagonal)
     for t in range(T):
         if t == 0:
             tp, Wp = params.mu, params.Sigma
         else:
-            tp, Wp = predict(theta_f[:, t - 1], sigma_f[:, t - 1], params, None if u is None else u[:, t], diagonal)
+            tp, Wp = step(theta_f[-1], sigma_f[-1], None if u is None else u[:, t])
         P = 1.0 / Wp if diagonal else _spd_inverse(Wp)
         a = None if score_scale is None else score_scale(tp, t)
         Pm = P if a is None else P / a  # the prior precision of the mode search
 
-        def objective(th: torch.Tensor, t: int = t, tp: torch.Tensor = tp, P: torch.Tensor = Pm):
-            v, g, H = obs.value_grad_hess(th, t)
-            diff = th - tp
-            Pd = P * diff if diagonal else (P @ diff.unsqueeze(-1)).squeeze(-1)
-            return v - 0.5 * (diff * Pd).sum(-1), g - Pd, H - P
+        objective = None if bin_posterior is None else bin_posterior(t, tp, Pm)
+        if objective is None:
+
+            def objective(th: torch.Tensor, t: int = t, tp: torch.Tensor = tp, P: torch.Tensor = Pm):
+                v, g, H = obs.value_grad_hess(th, t)
+                diff = th - tp
+                Pd = P * diff if diagonal else (P @ diff.unsqueeze(-1)).squeeze(-1)
+                return v - 0.5 * (diff * Pd).sum(-1), g - Pd, H - P
 
         x0 = tp if theta_init is None else theta_init[:, t]
         if map_method == "cg":
@@ -147,12 +170,13 @@ def laplace_filter(
             res = newton_ascent(objective, x0, tol=tol, scale=scale, max_iter=max_newton)
         iters += res.iterations
         converged = converged and res.converged
-        theta_f[:, t] = res.x
-        theta_p[:, t] = tp
-        sigma_p[:, t] = Wp
         if separate_precision:
             prec = obs.precision(res.x, t) + P
         else:
             prec = -res.hess
-        sigma_f[:, t] = 1.0 / prec if diagonal else _spd_inverse(prec)
-    return FilterResult(theta_f, sigma_f, theta_p, sigma_p, iters, converged)
+        theta_f.append(res.x)
+        theta_p.append(tp)
+        sigma_p.append(Wp)
+        sigma_f.append(1.0 / prec if diagonal else _spd_inverse(prec))
+    stack = [torch.stack(v, dim=1) for v in (theta_f, sigma_f, theta_p, sigma_p)]
+    return FilterResult(*stack, iters, converged)

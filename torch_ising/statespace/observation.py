@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from .. import moments as _m
+from .posterior import IsingBinPosterior
 
 __all__ = ["ObservationModel", "ExactIsing", "autograd_value_grad_hess"]
 
@@ -153,6 +154,12 @@ class ExactIsing(ObservationModel):
         y, r = self.y[:, t], self.R_t[:, t]
         value = r * ((y * theta).sum(-1) - m.psi)
         return value, r[:, None] * (y - m.eta), -r[:, None, None] * m.fisher
+
+    def bin_posterior(self, t: int, m: torch.Tensor, P: torch.Tensor) -> IsingBinPosterior | None:
+        """The log posterior of bin t with the prior N(m, P^{-1}) (the filter's objective), or None with autograd."""
+        if self.use_autograd or self.R_scale is not None:  # per-bin R_t (a mask): the general path
+            return None
+        return IsingBinPosterior(self.y[:, t], self.R, self.N, self.order, m, P)
 
     def value_grad_hess_all(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.use_autograd:
