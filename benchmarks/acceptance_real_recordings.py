@@ -46,7 +46,8 @@ def surrogates_null(seeds: int, n: int, device: str) -> None:
         ps.append(p)
         mids.append(p[len(p) // 2])
         print(
-            f"  seed {s}: mean p {p.mean():.3f}, fraction p < 0.05: {(p < 0.05).mean():.3f}  ({time.perf_counter() - t0:.1f} s)"
+            f"  seed {s}: mean p {p.mean():.3f}, fraction p < 0.05: {(p < 0.05).mean():.3f} "
+            f"({time.perf_counter() - t0:.1f} s)"
         )
     allp = np.concatenate(ps)
     ks = stats.kstest(allp, "uniform")
