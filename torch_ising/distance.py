@@ -96,7 +96,7 @@ def distance(
     kind: str = "kl",
     *,
     exact: bool = True,
-    eta_method: str = "bethe",
+    eta_method: str = "bethe_hybrid",
 ) -> torch.Tensor:
     """The distance ``kind`` between p(x | theta_a) and p(x | theta_b), both (..., D); shape (...).
 
@@ -142,7 +142,7 @@ def pattern_distance(
     n_samples: int = 500,
     seed: int | None = 0,
     exact_max_n: int = EXACT_MAX_N,
-    eta_method: str = "bethe",
+    eta_method: str = "bethe_hybrid",
 ) -> PatternDistance:
     """Per-bin distance between the pattern distributions of two fits, with posterior credible bands.
 

@@ -171,8 +171,8 @@ def surrogate_test(
         spikes: binary spikes (T_raw, R, N).
         order: interaction order of the fits.
         statistic: a function of a :class:`~torch_ising.StateSpaceResult` returning a per-bin
-            trace (T,) (or (T, ...)), e.g. ``lambda r: r.thermodynamics().S_ratio`` (the default)
-            or a coupling ``lambda r: r.theta_s[:, 5]``.
+            trace (T,) (or (T, ...)), e.g. ``lambda r: r.thermodynamics().S_ratio`` or a coupling
+            ``lambda r: r.theta_s[:, 5]``. None (default): S_ratio, evaluated on the batch at once.
         n: number of surrogates (>= 1).
         seed: seed of the shuffles.
         alternative: "greater" (default: the data's statistic is larger than chance, e.g. S_ratio
@@ -196,8 +196,8 @@ def surrogate_test(
     n = check_positive_int(n, "n")
     if alternative not in ALTERNATIVES:
         raise ValueError(f"alternative must be one of {ALTERNATIVES}; got {alternative!r}")
-    if statistic is None:
-        statistic = _s_ratio
+    if statistic is None:  # S_ratio: batched thermodynamics of all n + 1 fits at once
+        statistic, vectorized = _s_ratio, True
     elif not callable(statistic):
         raise ValueError(
             f"statistic must be a function of a fit result (e.g. lambda r: r.theta_s[:, 5]); got {statistic!r}"
