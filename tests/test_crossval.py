@@ -92,7 +92,7 @@ def test_bad_inputs_name_the_argument():
         (dict(folds=1), "folds must be an integer >= 2"),
         (dict(orders=(1, 3)), "order must be <= N"),
         (dict(orders=()), "orders must hold"),
-        (dict(method="plugin"), "method must be one of"),
+        (dict(score_method="plugin"), "score_method must be one of"),
     ]:
         with pytest.raises(ValueError, match=name) as e:
             ti.cross_validate(x, **{"orders": (1, 2), "folds": 2, **kwargs})

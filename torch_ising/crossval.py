@@ -12,14 +12,14 @@ expectation averages over the posterior (it is not the plug-in p(X | theta_s)); 
 over each bin's marginal posterior, i.e. the posterior's correlations between bins are not
 used (the product of the per-bin predictive densities). Two ways to compute it:
 
-* ``method="laplace"`` (default; deterministic): the Laplace approximation of the integral,
+* ``score_method="laplace"`` (default; deterministic): the Laplace approximation of the integral,
   the same approximation as the filter's update and the marginal likelihood l (MODEL.md 3.4).
   With P = sigma_s^{-1} and g(theta) = R_k [y . theta - psi(theta)] - 1/2 (theta - theta_s)^T P (theta - theta_s),
 
       log E[...] ~= g(theta*) - 1/2 log det(I + R_k sigma_s G(theta*)),   theta* = argmax g
 
   (theta* by Newton's method, batched over bins and folds).
-* ``method="sample"``: Monte Carlo, log (1/S) sum_j p(X_{k,t} | theta_t^(j)) with
+* ``score_method="sample"``: Monte Carlo, log (1/S) sum_j p(X_{k,t} | theta_t^(j)) with
   theta_t^(j) ~ Normal(theta_s[t], sigma_s[t]) (seeded, S = ``n_samples``).
 
 The score of an order is the mean over folds of score_k, with its standard error
@@ -194,7 +194,7 @@ def cross_validate(
     folds: int = 5,
     seed: int | None = None,
     *,
-    method: str = "laplace",
+    score_method: str = "laplace",
     n_samples: int = 1000,
     **fit_kwargs: Any,
 ) -> CrossValidation:
@@ -209,9 +209,10 @@ def cross_validate(
         orders: the orders to compare, each in 1..N.
         folds: the number of folds K, 2 <= K <= R.
         seed: seed of the split into folds (None: random).
-        method: "laplace" (default) or "sample" (Monte Carlo over the posterior).
-        n_samples: posterior samples per bin for method "sample".
-        **fit_kwargs: passed to :func:`~torch_ising.fit` (``progress`` defaults to False).
+        score_method: "laplace" (default) or "sample" (Monte Carlo over the posterior).
+        n_samples: posterior samples per bin for score_method "sample".
+        **fit_kwargs: passed to :func:`~torch_ising.fit` (``progress`` defaults to False), e.g.
+            ``method="pseudo"`` for large N.
 
     Returns:
         :class:`CrossValidation` (``.best``: the selected order; ``.table()``).
@@ -228,8 +229,8 @@ def cross_validate(
     B, T_raw, R, N = x.shape
     orders = _check_orders(orders, N)
     folds = _check_folds(folds, R)
-    if method not in SCORE_METHODS:
-        raise ValueError(f"method must be one of {SCORE_METHODS}; got {method!r}")
+    if score_method not in SCORE_METHODS:
+        raise ValueError(f"score_method must be one of {SCORE_METHODS}; got {score_method!r}")
     if "mask" in fit_kwargs:
         raise ValueError("mask is not supported by cross_validate yet; pass complete trials")
     fit_kwargs.setdefault("progress", False)
@@ -259,7 +260,7 @@ def cross_validate(
                 Rs.append(torch.full((B, y.shape[1]), float(Rk), dtype=torch.float64, device=th_s.device))
             with torch.no_grad():
                 ll = heldout_loglik(
-                    th_s, sg_s, torch.cat(ys), torch.cat(Rs), N, o, method=method, n_samples=n_samples, seed=0
+                    th_s, sg_s, torch.cat(ys), torch.cat(Rs), N, o, method=score_method, n_samples=n_samples, seed=0
                 )
             per_fold = ll.sum(-1).reshape(len(ks), B).cpu()
             for j, k in enumerate(ks):
@@ -268,4 +269,6 @@ def cross_validate(
     se = score.std(1, unbiased=True) / math.sqrt(folds)
     if not batched:
         score, mean, se = score[..., 0], mean[..., 0], se[..., 0]
-    return CrossValidation(orders=orders, score=score, mean=mean, se=se, folds=folds, fold=fold.cpu(), method=method)
+    return CrossValidation(
+        orders=orders, score=score, mean=mean, se=se, folds=folds, fold=fold.cpu(), method=score_method
+    )
