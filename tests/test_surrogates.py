@@ -95,6 +95,11 @@ def test_bad_inputs_name_the_argument():
         with pytest.raises(ValueError, match=name) as e:
             call()
         assert "\n" not in str(e.value)
+    import inspect
+
+    if "mask" not in inspect.signature(ti.fit).parameters:  # until fit takes a mask, a masked test is refused
+        with pytest.raises(ValueError, match="^mask: this version of ti.fit takes no mask"):
+            ti.surrogate_test(x, 2, n=2, mask=torch.ones(3, 5, dtype=torch.bool))
 
 
 def test_plot_surrogates():

@@ -206,6 +206,13 @@ def surrogate_test(
     batch = torch.cat([x.unsqueeze(0), surr], dim=0)
     fit_kwargs.setdefault("progress", False)
     if mask is not None:
+        import inspect
+
+        if "mask" not in inspect.signature(fit).parameters:
+            raise ValueError(
+                "mask: this version of ti.fit takes no mask, so a masked surrogate test cannot fit the data; "
+                "use ti.trial_shuffle(spikes, n, mask=mask) and fit the complete trials"
+            )
         m = check_mask(mask, x.shape[0], x.shape[1], x.device)
         fit_kwargs["mask"] = m.unsqueeze(0).expand(n + 1, *m.shape)
     res = fit(batch, order, **fit_kwargs)
