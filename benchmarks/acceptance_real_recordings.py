@@ -118,7 +118,7 @@ def _dense_distances(ta: np.ndarray, tb: np.ndarray, N: int, order: int) -> tupl
     return kl, js, bh
 
 
-def distances(seeds: int, device: str) -> None:
+def distances(seeds: int, device: str, R_a: int = 200, R_b: int = 120) -> None:
     print("Distances against a dense brute force over patterns (random theta, order 2 and N), max |error|:")
     rng = np.random.default_rng(0)
     for N in range(2, 11):
@@ -133,14 +133,16 @@ def distances(seeds: int, device: str) -> None:
             print(f"  N={N:2d} order={order}: KL {got[0]:.6f}, JS {got[1]:.6f}, B {got[2]:.6f}; max |error| {err:.1e}")
     N, T = 5, 100
     print(f"Condition distance band: theta_b = theta_a + a bump of height 1.0 on theta_01 (N={N}, T={T}); "
-          "condition A R=200 trials, B R=120 (unequal counts, fitted separately)")  # fmt: skip
+          f"condition A R={R_a} trials, B R={R_b} (unequal counts, fitted separately)")  # fmt: skip
     for s in range(seeds):
         theta_a = ti.generate_thetas(N, 2, T, seed=s)
         theta_b = theta_a.clone()
         t = torch.arange(T, dtype=torch.float64)
         theta_b[:, N] += 1.0 * torch.exp(-((t - 50) ** 2) / (2 * 12.0**2))
-        ra = ti.fit(ti.generate_spikes(theta_a, 200, seed=100 + s), 2, progress=False, device=device)
-        rb = ti.fit(ti.generate_spikes(theta_b, 120, seed=200 + s), 2, progress=False, device=device)
+        ra = ti.fit(ti.generate_spikes(theta_a, R_a, seed=100 + s), 2, progress=False, device=device)
+        rb = ti.fit(ti.generate_spikes(theta_b, R_b, seed=200 + s), 2, progress=False, device=device)
+        sd = (ra.sigma_s[:, N, N] + rb.sigma_s[:, N, N]).sqrt().cpu()
+        print(f"  seed {s}: posterior sd of theta_01(A) - theta_01(B): {float(sd.min()):.3f}-{float(sd.max()):.3f}")
         big = (theta_a - theta_b).abs().amax(-1) > 0.5
         small = (theta_a - theta_b).abs().amax(-1) < 0.1
         for kind in ti.distance.KINDS:
@@ -149,7 +151,7 @@ def distances(seeds: int, device: str) -> None:
             print(
                 f"  seed {s} {kind:13s}: bins with |d theta| > 0.5: {int(big.sum())}; band excludes 0 in "
                 f"{int((lower[big] > 0).sum())}/{int(big.sum())} of them (all bins: {int((lower > 0).sum())}/{T}); "
-                f"band above the null band in {int(differs[big].sum())}/{int(big.sum())}; "
+                f"excess band excludes 0 in {int(differs[big].sum())}/{int(big.sum())}; "
                 f"where |d theta| < 0.1: {int(differs[small].sum())}/{int(small.sum())}"
             )
 
@@ -162,6 +164,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--n", type=int, default=100, help="surrogates per test")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--ra", type=int, default=200, help="trials of condition A (distance)")
+    ap.add_argument("--rb", type=int, default=120, help="trials of condition B (distance)")
     a = ap.parse_args()
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.2f}, {time.ctime()}"
@@ -175,7 +179,7 @@ def main() -> None:
     if a.what in ("cv", "all"):
         cv_vs_aic(a.seeds or 20, a.device)
     if a.what in ("distance", "all"):
-        distances(a.seeds or 3, a.device)
+        distances(a.seeds or 3, a.device, a.ra, a.rb)
 
 
 if __name__ == "__main__":
