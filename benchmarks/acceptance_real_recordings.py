@@ -151,7 +151,7 @@ def distances(seeds: int, device: str, R_a: int = 200, R_b: int = 120) -> None:
             print(
                 f"  seed {s} {kind:13s}: bins with |d theta| > 0.5: {int(big.sum())}; band excludes 0 in "
                 f"{int((lower[big] > 0).sum())}/{int(big.sum())} of them (all bins: {int((lower > 0).sum())}/{T}); "
-                f"excess band excludes 0 in {int(differs[big].sum())}/{int(big.sum())}; "
+                f"distance above the null band in {int(differs[big].sum())}/{int(big.sum())}; "
                 f"where |d theta| < 0.1: {int(differs[small].sum())}/{int(small.sum())}"
             )
 

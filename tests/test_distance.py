@@ -62,7 +62,7 @@ def test_orders_are_padded_and_bands_collapse_without_uncertainty(device):
         np.testing.assert_allclose(d.lower.cpu().numpy(), ref, atol=1e-6)
         np.testing.assert_allclose(d.upper.cpu().numpy(), ref, atol=1e-6)
         assert float(d.null_upper.abs().max()) < 1e-9  # equal thetas: no distance
-        np.testing.assert_allclose(d.excess_lower.cpu().numpy(), ref, atol=1e-6)
+        assert float(d.p_null.max()) == pytest.approx(1 / 21)
         assert bool(d.differs.all())
 
 
@@ -72,8 +72,8 @@ def test_band_covers_sampled_distances_and_null_for_equal_conditions():
     S = 0.05 * torch.eye(D).expand(T, D, D)
     d = ti.pattern_distance(_fake(th, S, N, 2), _fake(th.clone(), S, N, 2), "kl", n_samples=400, seed=1)
     assert float(d.value.abs().max()) < 1e-12  # the same means
-    assert not bool(d.differs.any())  # the posterior noise alone: the excess over the null is exactly 0
-    assert float(d.excess_lower.abs().max()) < 1e-12 and float(d.excess_upper.abs().max()) < 1e-12
+    assert not bool(d.differs.any())  # equal means: the distance 0 lies below every null distance
+    assert float(d.p_null.min()) == 1.0
     assert bool((d.lower >= 0).all()) and bool((d.upper > d.lower).all())
 
 

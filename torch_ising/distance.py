@@ -16,15 +16,19 @@ Credible bands come from sampling both posteriors, theta_{a,t}^(j) ~ Normal(thet
 and theta_{b,t}^(j) likewise (independent fits), and taking equal-tailed quantiles of the
 distance of every pair. A distance is >= 0 and so is every sample, so its band never contains 0
 in the strict sense, even for two identical conditions: posterior noise alone moves the samples
-apart. The record therefore also holds the null distances
+apart. Whether two conditions differ is therefore judged against the null distances
 
     d_null^(j) = d(theta_bar + e_a^(j), theta_bar + e_b^(j)),   theta_bar = (theta_s^a + theta_s^b) / 2,
 
-with e^(j) = theta^(j) - theta_s the same posterior deviations: the distance that posterior
-uncertainty alone produces when both conditions share theta. The excess distance
-d^(j) - d_null^(j) is a signed quantity (identically 0 when theta_s^a = theta_s^b, and for a
-quadratic distance its noise-only part cancels), and ``differs`` marks the bins whose excess
-band excludes 0 (lies above it).
+with e^(j) = theta^(j) - theta_s the posterior deviations: the distance that posterior
+uncertainty alone produces when both conditions share theta. When they do, the difference of the
+two smoothed means is distributed like e_a - e_b (to the order of the Laplace approximation), so
+d(theta_s^a, theta_s^b) is a draw from the null distribution, and
+
+    p_null = (1 + #{j : d_null^(j) >= d(theta_s^a, theta_s^b)}) / (n + 1)
+
+is a per-bin p-value. ``differs`` marks the bins whose distance exceeds the null band's upper
+bound, the (1 + level) / 2 quantile (a one-sided test at (1 - level) / 2 per bin).
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ class PatternDistance(NamedTuple):
         value: the distance between the smoothed means, d(theta_s^a[t], theta_s^b[t]), (T,).
         lower, upper: the equal-tailed credible band at ``level``, (T,).
         null_upper: the upper ``(1 + level) / 2`` quantile of the null distances (equal thetas), (T,).
-        excess_lower, excess_upper: the equal-tailed band of the excess d^(j) - d_null^(j), (T,).
+        p_null: the rank of ``value`` among the null distances, (1 + #{d_null >= value}) / (n + 1), (T,).
         level: the credible level.
         n_samples: posterior samples per bin.
         exact: whether psi and eta were exact (else approximate, N > exact_max_n).
@@ -68,16 +72,15 @@ class PatternDistance(NamedTuple):
     lower: torch.Tensor
     upper: torch.Tensor
     null_upper: torch.Tensor
-    excess_lower: torch.Tensor
-    excess_upper: torch.Tensor
+    p_null: torch.Tensor
     level: float
     n_samples: int
     exact: bool
 
     @property
     def differs(self) -> torch.Tensor:
-        """Bins whose excess band excludes 0 (the conditions differ beyond posterior noise), (T,) bool."""
-        return self.excess_lower > 0
+        """Bins whose distance exceeds the null band (differs beyond posterior noise): value > null_upper, (T,)."""
+        return self.value > self.null_upper
 
 
 def _pad(theta: torch.Tensor, D: int) -> torch.Tensor:
@@ -165,7 +168,7 @@ def pattern_distance(
         eta_method: the approximation used beyond ``exact_max_n`` (a key of ``ti.ETA_METHODS``).
 
     Returns:
-        :class:`PatternDistance` (value, lower, upper, null_upper, the excess band, ``differs``).
+        :class:`PatternDistance` (value, lower, upper, null_upper, p_null, ``differs``).
 
     Raises:
         ValueError: for an unknown kind, fits of different N or T, bad level or n_samples.
@@ -205,15 +208,14 @@ def pattern_distance(
         null = distance(mid + (sa - ma), mid + (sb - mb), N, order, kind, exact=exact, eta_method=eta_method)
         lower, upper = _quantiles(draws, ((1 - level) / 2, (1 + level) / 2))
         (null_upper,) = _quantiles(null, ((1 + level) / 2,))
-        ex_lower, ex_upper = _quantiles(draws - null, ((1 - level) / 2, (1 + level) / 2))
+        p_null = (1.0 + (null >= value).sum(0).to(value.dtype)) / (n_samples + 1)
     return PatternDistance(
         kind=kind,
         value=value,
         lower=lower,
         upper=upper,
         null_upper=null_upper,
-        excess_lower=ex_lower,
-        excess_upper=ex_upper,
+        p_null=p_null,
         level=level,
         n_samples=n_samples,
         exact=exact,

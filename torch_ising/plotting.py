@@ -864,7 +864,7 @@ def plot_distance(
 
     Returns:
         (fig, ax): the distance, its band, the null band's upper bound (dotted) and markers where
-        ``differs`` (the excess over the null excludes 0).
+        ``differs`` (the distance lies above the null band).
     """
     v = _np(distance.value).astype(float)
     if v.ndim != 1:
@@ -878,7 +878,7 @@ def plot_distance(
         ax.plot(x, _np(truth).astype(float).reshape(-1), color="k", linestyle="--", linewidth=1, label="truth")
     d = _np(distance.differs).astype(bool)
     if d.any():
-        ax.plot(x[d], v[d], linestyle="none", marker="o", markersize=3, color="tab:red", label="excess band > 0")
+        ax.plot(x[d], v[d], linestyle="none", marker="o", markersize=3, color="tab:red", label="above the null band")
     names = {"kl": "KL divergence", "js": "Jensen-Shannon divergence", "bhattacharyya": "Bhattacharyya distance"}
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{names.get(distance.kind, distance.kind)} (nats)")
