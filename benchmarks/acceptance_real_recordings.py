@@ -94,7 +94,15 @@ def cv_vs_aic(seeds: int, device: str) -> None:
     cv_best = torch.as_tensor(cv.best).cpu()
     print(f"  AIC picks: {aic_best.tolist()}")
     print(f"  CV  picks: {cv_best.tolist()}")
-    print(f"  order 2 chosen: AIC {int((aic_best == 2).sum())}/{seeds}, CV {int((cv_best == 2).sum())}/{seeds}")
+    cv_1se = torch.as_tensor(cv.best_1se).cpu()
+    print(f"  CV one-SE rule picks: {cv_1se.tolist()}")
+    print(
+        f"  order 2 chosen: AIC {int((aic_best == 2).sum())}/{seeds}, CV (highest mean) {int((cv_best == 2).sum())}/"
+        f"{seeds}, CV (one-SE rule) {int((cv_1se == 2).sum())}/{seeds}"
+    )
+    d23 = (cv.score[2] - cv.score[1]).mean(0)
+    print(f"  mean held-out gain of order 3 over order 2 per seed (nats): {[round(float(v), 2) for v in d23]}")
+    np.savez("/tmp/cv_scores.npz", score=cv.score.numpy(), aic=cmp.aic.numpy())
     print(f"  time: AIC fits {t_aic:.1f} s, CV {t_cv:.1f} s (3 orders x 5 folds x {seeds} data sets, 3 batched fits)")
 
 

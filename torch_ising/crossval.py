@@ -76,6 +76,24 @@ class CrossValidation(NamedTuple):
         best = orders[self.mean.argmax(dim=0)]
         return int(best) if best.ndim == 0 else best
 
+    @property
+    def best_1se(self) -> int | torch.Tensor:
+        """The lowest order whose mean score is within one paired standard error of the best order's.
+
+        The paired standard error of orders i and b is sd_k(score_{i,k} - score_{b,k}) / sqrt(K): the folds
+        are shared, so the fold-to-fold variation of the held-out data cancels from the difference. This is
+        the one-standard-error rule (Hastie, Tibshirani & Friedman 2009, 7.10), which prefers the simpler
+        model among those the folds cannot tell apart.
+        """
+        orders = torch.tensor(self.orders)
+        b = self.mean.argmax(dim=0)  # (...) index of the best order
+        best_score = self.score.gather(0, b.reshape(1, 1, *b.shape).expand(1, *self.score.shape[1:]))
+        diff = self.score - best_score  # (K_orders, folds, ...)
+        se = diff.std(1) / math.sqrt(self.folds)
+        ok = diff.mean(1) >= -se  # within one paired standard error (the best order itself always)
+        pick = torch.where(ok, orders.reshape(-1, *([1] * (ok.ndim - 1))), torch.iinfo(torch.int64).max).amin(0)
+        return int(pick) if pick.ndim == 0 else pick
+
     def table(self) -> str:
         """A plain-text table: order, mean held-out log-likelihood, its standard error (first data set)."""
         rows = [f"{'order':>5} {'heldout_ll':>14} {'se':>10}"]
