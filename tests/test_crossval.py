@@ -108,3 +108,17 @@ def test_plot_cv():
     fig, ax = ti.plotting.plot_cv(cv)
     assert "best order 2" in ax.get_title()
     plt.close(fig)
+
+
+def test_one_standard_error_rule_by_hand():
+    # order 3 is best by its mean, but its paired gain over order 2 (0.1, -0.1, 0.1) is within one paired se
+    score = torch.tensor([[-10.0, -11.0, -12.0], [-8.0, -9.0, -10.0], [-7.9, -9.1, -9.9]])
+    cv = ti.crossval.CrossValidation(
+        (1, 2, 3), score, score.mean(1), score.std(1) / 3**0.5, 3, torch.zeros(3), "laplace"
+    )
+    assert cv.best == 3
+    gain = (score[1] - score[2]).numpy()  # order 2 against the best, fold by fold
+    assert gain.mean() >= -gain.std(ddof=1) / np.sqrt(3)  # so the rule picks order 2
+    assert cv.best_1se == 2
+    gain1 = (score[0] - score[2]).numpy()
+    assert gain1.mean() < -gain1.std(ddof=1) / np.sqrt(3)  # order 1 is clearly worse
