@@ -4,10 +4,25 @@ state-space (time-varying) estimation, in PyTorch.
 The public API a researcher types lives here; everything else is private.
 """
 
-from . import approx, basis, comparison, experiment, intervals, io, moments, plotting, synthesis
+from . import (
+    approx,
+    basis,
+    comparison,
+    crossval,
+    distance,
+    experiment,
+    intervals,
+    io,
+    moments,
+    plotting,
+    surrogates,
+    synthesis,
+)
 from .approx import ETA_METHODS, ApproximationWarning, ConvergenceError, PseudoLikelihood, approx_moments
 from .basis import compute_D, enumerate_patterns, rebin, subsets, sufficient_stats
 from .comparison import OrderComparison, aic, bic, compare_orders, count_hyperparameters, likelihood_gain
+from .crossval import CrossValidation, cross_validate
+from .distance import PatternDistance, pattern_distance
 from .intervals import (
     CredibleInterval,
     CredibleIntervals,
@@ -46,6 +61,7 @@ from .statespace import (
     m_step,
     smoother,
 )
+from .surrogates import SurrogateTest, surrogate_test, trial_shuffle
 from .synthesis import generate_spikes, generate_stationary_thetas, generate_thetas, gibbs_sample
 from .thermodynamics import QuantityError, Thermodynamics, heat_capacity_curve, thermodynamics
 
@@ -107,6 +123,16 @@ __all__ = [
     "compare_orders",
     "count_hyperparameters",
     "likelihood_gain",
+    "crossval",
+    "distance",
+    "surrogates",
+    "trial_shuffle",
+    "surrogate_test",
+    "SurrogateTest",
+    "cross_validate",
+    "CrossValidation",
+    "pattern_distance",
+    "PatternDistance",
     "CredibleInterval",
     "CredibleIntervals",
     "credible_intervals",

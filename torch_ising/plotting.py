@@ -44,6 +44,9 @@ __all__ = [
     "plot_couplings",
     "plot_raster_psth",
     "top_indices",
+    "plot_surrogates",
+    "plot_cv",
+    "plot_distance",
     "MAX_LINES",
 ]
 
@@ -769,3 +772,116 @@ def plot_raster_psth(
         fontsize="medium",
     )
     return fig, axes
+
+
+def plot_surrogates(
+    test: Any,
+    *,
+    level: float = 0.95,
+    alpha: float = 0.01,
+    time: Any = None,
+    time_label: str | None = None,
+    label: str = "statistic",
+    ax: Axes | None = None,
+) -> tuple[Figure, Axes]:
+    """The observed trace of a surrogate test inside its surrogate band, bins with p < ``alpha`` marked.
+
+    Args:
+        test: a :class:`~torch_ising.surrogates.SurrogateTest` with a per-bin statistic (T,).
+        level: the level of the surrogate band (equal-tailed quantiles of the surrogate distribution).
+        alpha: bins with p < alpha get a marker.
+        time: bin times (T,) for the x axis (default: bin indices).
+        time_label: x label (default "Time bin", or "Time from event (s)" with ``time``).
+        label: the statistic's name on the y axis.
+        ax: Axes to draw into.
+
+    Returns:
+        (fig, ax): the observed line, the surrogate band (shaded) and its median (dashed), markers.
+    """
+    obs = _np(test.observed).astype(float)
+    if obs.ndim != 1:
+        raise ValueError(f"test.observed must be one trace (T,) to plot; got shape {obs.shape}")
+    lo, hi = (_np(v).astype(float) for v in test.band(level))
+    med = np.median(_np(test.surrogates).astype(float), axis=0)
+    p = _np(test.p_value).astype(float)
+    x, xlabel = _time_axis(obs.shape[0], time, time_label)
+    fig, ax = _fig_ax(ax, (6.0, 3.2))
+    ax.fill_between(x, lo, hi, color="0.6", alpha=0.4, linewidth=0, label=f"surrogates {100 * level:g}% band")
+    ax.plot(x, med, color="0.4", linestyle="--", linewidth=1, label="surrogate median")
+    ax.plot(x, obs, color="tab:red", label="data")
+    sig = p < alpha
+    if sig.any():
+        ax.plot(x[sig], obs[sig], linestyle="none", marker="o", markersize=3, color="k", label=f"p < {alpha:g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(label)
+    ax.set_title(f"{test.n} trial-shuffle surrogates; p < {alpha:g} in {int(sig.sum())}/{sig.size} bins")
+    ax.legend(fontsize="small")
+    return fig, ax
+
+
+def plot_cv(cv: Any, *, ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """Held-out log-likelihood by interaction order (mean over folds +- one standard error), the best marked.
+
+    Args:
+        cv: a :class:`~torch_ising.crossval.CrossValidation` (one data set: mean of shape (K,)).
+        ax: Axes to draw into.
+
+    Returns:
+        (fig, ax): one point with an error bar per order, the highest in a different colour.
+    """
+    mean, se = _np(cv.mean).astype(float), _np(cv.se).astype(float)
+    orders = np.asarray(cv.orders)
+    if mean.ndim != 1:
+        raise ValueError(f"cv must hold one data set (mean of shape (K,)); got {mean.shape}")
+    fig, ax = _fig_ax(ax, (4.0, 3.0))
+    best = int(np.argmax(mean))
+    ax.errorbar(orders, mean, yerr=se, marker="o", color="steelblue", capsize=4)
+    ax.plot([orders[best]], [mean[best]], marker="o", markersize=9, color="tab:orange", linestyle="none")
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    ax.set_xticks(orders)
+    ax.set_xlabel("Interaction order")
+    ax.set_ylabel(f"held-out log-likelihood per fold ({cv.method})")
+    ax.set_title(f"{cv.folds}-fold CV: best order {int(orders[best])}")
+    return fig, ax
+
+
+def plot_distance(
+    distance: Any,
+    *,
+    truth: Any = None,
+    time: Any = None,
+    time_label: str | None = None,
+    ax: Axes | None = None,
+) -> tuple[Figure, Axes]:
+    """A per-bin distance between two fits with its credible band and the null band's upper bound.
+
+    Args:
+        distance: a :class:`~torch_ising.distance.PatternDistance`.
+        truth: the distance between the true thetas (T,), drawn dashed.
+        time: bin times (T,) (default: bin indices).
+        time_label: x label.
+        ax: Axes to draw into.
+
+    Returns:
+        (fig, ax): the distance, its band, the null band's upper bound (dotted) and markers where
+        ``differs`` (the distance lies above the null band).
+    """
+    v = _np(distance.value).astype(float)
+    if v.ndim != 1:
+        raise ValueError(f"distance.value must be one trace (T,) to plot; got shape {v.shape}")
+    x, xlabel = _time_axis(v.shape[0], time, time_label)
+    fig, ax = _fig_ax(ax, (6.0, 3.2))
+    lo, hi = _np(distance.lower).astype(float), _np(distance.upper).astype(float)
+    _series(ax, x, v, lo, hi, color="tab:blue", label=f"{distance.kind} ({100 * distance.level:g}% band)")
+    ax.plot(x, _np(distance.null_upper).astype(float), color="0.4", linestyle=":", label="null band (upper)")
+    if truth is not None:
+        ax.plot(x, _np(truth).astype(float).reshape(-1), color="k", linestyle="--", linewidth=1, label="truth")
+    d = _np(distance.differs).astype(bool)
+    if d.any():
+        ax.plot(x[d], v[d], linestyle="none", marker="o", markersize=3, color="tab:red", label="above the null band")
+    names = {"kl": "KL divergence", "js": "Jensen-Shannon divergence", "bhattacharyya": "Bhattacharyya distance"}
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{names.get(distance.kind, distance.kind)} (nats)")
+    ax.set_title(f"conditions differ in {int(d.sum())}/{d.size} bins")
+    ax.legend(fontsize="small")
+    return fig, ax

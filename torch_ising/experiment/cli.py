@@ -423,6 +423,9 @@ def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] 
         summary["reliable_couplings"] = len(rows)
         summary["reliable_min_bins"] = out_cfg.reliable_min_bins
 
+    analysis_cfg = instantiate(cfg.analysis, _convert_="all") if "analysis" in cfg else None
+    analyses = _run_analyses(analysis_cfg, spikes, model_cfg, fit_cfg, kwargs, N, int(cfg.get("seed", 0)), summary)
+
     written: dict[str, Any] = {}
     # summary.json marks a complete run: it goes first and is written again last, so that the directory never
     # pairs one run's summary with another run's results
@@ -442,6 +445,7 @@ def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] 
         written["results"] = save_results(output_dir / out_cfg.results_file, arrays, config_yaml, summary)
     if out_cfg.config_file:
         written["config"] = write_text(output_dir / out_cfg.config_file, config_yaml)
+    analysis_files = _write_analyses(output_dir, analyses, bin_times)
     ctx = {
         "result": result,
         "mll_list": mll_list,
@@ -453,6 +457,7 @@ def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] 
         "bin_width": bin_width,
         # sources without unit ids (synthetic, arrays) keep "neuron n" labels
         "unit_ids": unit_ids if time_unit == "s" else None,
+        **analyses,
     }
     figures = save_figures(figure_names, ctx, output_dir / "figures", dpi=out_cfg.dpi) if figure_names else []
     summary["results_file"] = str(written.get("results", ""))
@@ -468,8 +473,107 @@ def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] 
         lines.append(f"  {'figures':<14} {output_dir / 'figures'} ({', '.join(p.name for p in figures)})")
     if reliable_files:
         lines.append(f"  {'couplings':<14} {reliable_files[1]}")
+    for path in analysis_files:
+        lines.append(f"  {'analysis':<14} {path}")
     print("\n".join(lines), flush=True)
     return summary
+
+
+def _run_analyses(
+    analysis_cfg: Any,
+    spikes: Any,
+    model_cfg: Any,
+    fit_cfg: Any,
+    kwargs: dict[str, Any],
+    N: int,
+    seed: int,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``analysis`` group: trial-shuffle surrogates of S_ratio and K-fold cross-validation over orders.
+
+    Fills ``summary`` and returns the records for the files and figures (``surrogate_test``, ``cv``).
+    """
+    import dataclasses
+
+    import torch
+
+    from ..crossval import CrossValidation, cross_validate
+    from ..surrogates import surrogate_test
+
+    out: dict[str, Any] = {}
+    if analysis_cfg is None:
+        return out
+    quiet = {**kwargs, "progress": False}
+    if analysis_cfg.surrogates:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the surrogates' FitWarnings are not the data's
+            st = surrogate_test(spikes, model_cfg.order, n=analysis_cfg.surrogates, seed=seed, **quiet)
+        p = st.p_value.cpu().numpy()
+        summary["surrogates"] = analysis_cfg.surrogates
+        summary["surrogate_statistic"] = "S_ratio"
+        summary["surrogate_alpha"] = analysis_cfg.surrogate_alpha
+        summary["surrogate_significant_bins"] = int((p < analysis_cfg.surrogate_alpha).sum())
+        out["surrogate_test"] = st
+        out["surrogate_alpha"] = analysis_cfg.surrogate_alpha
+    if analysis_cfg.cv_folds:
+        R = int(spikes.shape[1])
+        if analysis_cfg.cv_folds > R:
+            raise ValueError(
+                f"analysis.cv_folds={analysis_cfg.cv_folds} is larger than the number of trials R={R}; "
+                f"use analysis.cv_folds <= {R}"
+            )
+        orders = sorted({int(o) for o in analysis_cfg.cv_orders if int(o) <= N})
+        if not orders:
+            raise ValueError(f"analysis.cv_orders={analysis_cfg.cv_orders} holds no order <= N={N}")
+        parts = []
+        for o in orders:  # one call per order: the state-noise form's size depends on the order
+            kw = {**quiet, **fit_kwargs(fit_cfg, dataclasses.replace(model_cfg, order=o), N)}
+            kw["progress"] = False
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                parts.append(cross_validate(spikes, orders=(o,), folds=analysis_cfg.cv_folds, seed=seed, **kw))
+        cv = CrossValidation(
+            orders=tuple(orders),
+            score=torch.cat([c.score for c in parts]),
+            mean=torch.cat([c.mean for c in parts]),
+            se=torch.cat([c.se for c in parts]),
+            folds=parts[0].folds,
+            fold=parts[0].fold,
+            method=parts[0].method,
+        )
+        summary["cv_folds"] = cv.folds
+        summary["cv_best_order"] = int(cv.best)
+        summary["cv_heldout_ll"] = {str(o): float(m) for o, m in zip(orders, cv.mean.tolist(), strict=True)}
+        out["cv"] = cv
+    return out
+
+
+def _write_analyses(output_dir: Path, analyses: Mapping[str, Any], bin_times: Any) -> list[Path]:
+    """``surrogates.csv`` and ``cross_validation.csv`` / ``.txt``, atomically; returns the paths."""
+    from .outputs import write_text
+
+    written: list[Path] = []
+    st = analyses.get("surrogate_test")
+    if st is not None:
+        lo, hi = st.band(0.95)
+        med = st.surrogates.median(0).values
+        rows = ["bin,bin_time,observed,surrogate_median,surrogate_lower_95,surrogate_upper_95,p_value"]
+        for t in range(int(st.observed.shape[0])):
+            rows.append(
+                f"{t},{float(bin_times[t]):.6g},{float(st.observed[t]):.10g},{float(med[t]):.10g},"
+                f"{float(lo[t]):.10g},{float(hi[t]):.10g},{float(st.p_value[t]):.6g}"
+            )
+        written.append(write_text(output_dir / "surrogates.csv", "\n".join(rows) + "\n"))
+    cv = analyses.get("cv")
+    if cv is not None:
+        rows = ["order,heldout_ll_mean,heldout_ll_se," + ",".join(f"fold_{k}" for k in range(cv.folds))]
+        for i, o in enumerate(cv.orders):
+            folds = ",".join(f"{float(v):.10g}" for v in cv.score[i].tolist())
+            rows.append(f"{o},{float(cv.mean[i]):.10g},{float(cv.se[i]):.10g},{folds}")
+        written.append(write_text(output_dir / "cross_validation.csv", "\n".join(rows) + "\n"))
+        text = f"{cv.folds}-fold cross-validation, held-out log-likelihood ({cv.method}); best order {cv.best}\n"
+        written.append(write_text(output_dir / "cross_validation.txt", text + cv.table() + "\n"))
+    return written
 
 
 # --------------------------------------------------------------------------------------------- sweeps

@@ -311,6 +311,18 @@ def format_summary(summary: Mapping[str, Any], title: str = "torch-ising summary
             f"  {'couplings':<14} {summary['reliable_couplings']} of {n_pairs} with a 90% band excluding 0 "
             f"in >= {summary.get('reliable_min_bins', 1)} bins"
         )
+    if summary.get("surrogates"):
+        lines.append(
+            f"  {'surrogates':<14} {summary['surrogates']} trial shuffles of {summary.get('surrogate_statistic')}: "
+            f"p < {summary.get('surrogate_alpha')} in {summary.get('surrogate_significant_bins')} of "
+            f"{summary.get('T')} bins"
+        )
+    if summary.get("cv_folds"):
+        scores = ", ".join(f"order {o}: {v:.3f}" for o, v in (summary.get("cv_heldout_ll") or {}).items())
+        lines.append(
+            f"  {'cv':<14} {summary['cv_folds']}-fold held-out log-likelihood {scores}; "
+            f"best order {summary.get('cv_best_order')}"
+        )
     for message in summary.get("data_notes") or ():
         lines.append(f"  {'data note':<14} {message}")
     for message in summary.get("warnings") or ():
@@ -536,6 +548,29 @@ def _fig_raster(ctx: Mapping[str, Any]) -> Any:
     return fig
 
 
+def _fig_surrogates(ctx: Mapping[str, Any]) -> Any:
+    """S_ratio of the data inside its trial-shuffle band (``analysis.surrogates``); None without surrogates."""
+    st = ctx.get("surrogate_test")
+    if st is None:
+        return None
+    from ..plotting import plot_surrogates
+
+    time, label = _time(ctx)
+    fig, _ = plot_surrogates(st, alpha=ctx.get("surrogate_alpha", 0.01), time=time, time_label=label, label="S_ratio")
+    return fig
+
+
+def _fig_cv(ctx: Mapping[str, Any]) -> Any:
+    """Held-out log-likelihood by order (``analysis.cv_folds``); None without cross-validation."""
+    cv = ctx.get("cv")
+    if cv is None:
+        return None
+    from ..plotting import plot_cv
+
+    fig, _ = plot_cv(cv)
+    return fig
+
+
 #: Figures a run can draw, by name: each takes the run's context and returns a figure (or None to skip).
 FIGURES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "theta": _fig_theta,
@@ -544,6 +579,8 @@ FIGURES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "mll": _fig_mll,
     "thermodynamics": _fig_thermodynamics,
     "raster": _fig_raster,
+    "surrogates": _fig_surrogates,
+    "cv": _fig_cv,
 }
 
 

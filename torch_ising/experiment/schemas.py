@@ -39,6 +39,7 @@ __all__ = [
     "ModelConfig",
     "FitConfig",
     "OutputConfig",
+    "AnalysisConfig",
     "ExperimentConfig",
     "DATA_SCHEMAS",
     "register_configs",
@@ -352,6 +353,40 @@ class OutputConfig:
 
 
 @dataclass
+class AnalysisConfig:
+    """Analyses run after the fit (0 switches each off).
+
+    Attributes:
+        surrogates: n trial-shuffle surrogates (``ti.surrogate_test``) of S_ratio, fitted with the data
+            as one batch; writes ``surrogates.csv`` (observed S_ratio, surrogate band, p-value per bin)
+            and ``figures/surrogates.png``.
+        surrogate_alpha: the p-value below which a bin is counted (and marked) as significant.
+        cv_folds: K of a K-fold cross-validation over trials (``ti.cross_validate``) of the orders
+            ``cv_orders``; writes ``cross_validation.csv`` / ``.txt`` and ``figures/cv.png``.
+        cv_orders: the orders compared (those above N are dropped).
+    """
+
+    _target_: str = "torch_ising.experiment.schemas.AnalysisConfig"
+    surrogates: int = 0
+    surrogate_alpha: float = 0.01
+    cv_folds: int = 0
+    cv_orders: list[int] = field(default_factory=lambda: [1, 2, 3])
+
+    def __post_init__(self) -> None:
+        _positive(self.surrogates, "analysis.surrogates", integer=True, allow_zero=True)
+        _positive(self.cv_folds, "analysis.cv_folds", integer=True, allow_zero=True)
+        if self.cv_folds == 1:
+            raise ValueError("analysis.cv_folds must be 0 (off) or >= 2 folds; got 1")
+        if not 0.0 < float(self.surrogate_alpha) < 1.0:
+            raise ValueError(f"analysis.surrogate_alpha must be in (0, 1); got {self.surrogate_alpha!r}")
+        orders = list(self.cv_orders)
+        if not orders:
+            raise ValueError("analysis.cv_orders must hold at least one order")
+        for o in orders:
+            _positive(o, "analysis.cv_orders", integer=True)
+
+
+@dataclass
 class ExperimentConfig:
     """The primary config: one experiment = data + model + fit + output.
 
@@ -360,7 +395,8 @@ class ExperimentConfig:
         model: the fitted model.
         fit: the EM fit.
         output: what to write.
-        seed: random seed (synthetic data).
+        analysis: surrogates and cross-validation after the fit.
+        seed: random seed (synthetic data, surrogates and folds).
         name: the experiment's name (written into the summary).
     """
 
@@ -368,6 +404,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     seed: int = 0
     name: str = "default"
 
@@ -388,3 +425,4 @@ def register_configs() -> None:
     cs.store(group="schema/model", name="model", node=ModelConfig)
     cs.store(group="schema/fit", name="fit", node=FitConfig)
     cs.store(group="schema/output", name="output", node=OutputConfig)
+    cs.store(group="schema/analysis", name="analysis", node=AnalysisConfig)
