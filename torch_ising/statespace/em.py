@@ -149,38 +149,6 @@ def e_step(
 
 # --------------------------------------------------------------------------- coordinates
 
-#: a learned F is started (and an M-step image projected) at spectral norm at most this
-F_NORM_MAX = 1.0 - 1e-3
-
-
-def free_to_stable(A: torch.Tensor) -> torch.Tensor:
-    """The stable transition matrix F = A L^{-T} of a free matrix A (..., D, D), L L^T = I + A^T A.
-
-    Then F^T F = I - L^{-1} L^{-T}, so the spectral norm ||F||_2 < 1 and rho(F) <= ||F||_2 < 1
-    for every finite A; every F with ||F||_2 < 1 is reached (:func:`stable_to_free`). Smooth,
-    so autograd differentiates l through it.
-    """
-    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
-    L = torch.linalg.cholesky(eye + A.transpose(-1, -2) @ A)
-    # F L^T = A  <=>  L F^T = A^T
-    return torch.linalg.solve_triangular(L, A.transpose(-1, -2), upper=False).transpose(-1, -2)
-
-
-def stable_to_free(F: torch.Tensor) -> torch.Tensor:
-    """The inverse of :func:`free_to_stable`: A = F C with C upper triangular, C C^T = (I - F^T F)^{-1}.
-
-    An F with ||F||_2 > ``F_NORM_MAX`` (F = I, the usual start) is first scaled to that norm.
-    """
-    norm = torch.linalg.matrix_norm(F, ord=2)
-    F = F * (F_NORM_MAX / norm.clamp_min(F_NORM_MAX))[..., None, None]
-    D = F.shape[-1]
-    eye = torch.eye(D, dtype=F.dtype, device=F.device)
-    P = torch.linalg.inv(eye - F.transpose(-1, -2) @ F)
-    P = 0.5 * (P + P.transpose(-1, -2))
-    J = torch.arange(D - 1, -1, -1, device=F.device)
-    K = torch.linalg.cholesky(P[..., J, :][..., :, J])  # J P J = K K^T, so C = J K J is upper with C C^T = P
-    return F @ K[..., J, :][..., :, J]
-
 
 class _Coords:
     """Map hyperparameters to an unconstrained vector per data set and back.
@@ -192,9 +160,7 @@ class _Coords:
     coordinates it lies at -infinity. s and -s give the same Q; :meth:`to_vec` takes the
     signs of a reference vector so that the EM map is odd in s and smooth through 0.
     With ``log=True`` (direct maximisation of l) the variances enter as logs instead
-    (log q, and log L_dd on the Cholesky diagonal), which keeps Q positive definite,
-    and a learned F enters through the free matrix A of :func:`free_to_stable`, which
-    keeps its spectral norm, hence its spectral radius, below 1.
+    (log q, and log L_dd on the Cholesky diagonal), which keeps Q positive definite.
     """
 
     def __init__(self, template: StateSpaceParams, opts: EMOptions, diagonal: bool, log: bool = False) -> None:
@@ -257,7 +223,7 @@ class _Coords:
                     sd = torch.where(ref[:, self.D : self.D + sd.shape[-1]] < 0, -sd, sd)
                 parts.append(sd)
         if self.opts.learn_F:
-            parts.append((stable_to_free(p.F) if self.log else p.F).reshape(p.F.shape[0], -1))
+            parts.append(p.F.reshape(p.F.shape[0], -1))
         if p.U is not None:
             parts.append(p.U.reshape(p.U.shape[0], -1))
         return torch.cat(parts, dim=-1)
@@ -290,8 +256,6 @@ class _Coords:
         F = t.F
         if self.opts.learn_F:
             F = x[:, i : i + D * D].reshape(B, D, D)
-            if self.log:
-                F = free_to_stable(F)
             i += D * D
         U = t.U
         if U is not None:
@@ -438,8 +402,11 @@ def run_em(
     # With a learned F or U, l is maximised directly: as a state-noise variance tends to 0 the EM map
     # of U (and F) tends to the identity (the smoothed increments follow the current U u_t), so EM,
     # accelerated or not, creeps and its residual says nothing about the distance to the fixed point.
+    # Likewise a diagonal Q, several of whose variances typically tend to 0 at once (EM, and the
+    # acceleration, then creep); a direct ascent of l has no such boundary slow-down.
     learned_gain = opts.learn_F or (params.U is not None and u is not None and opts.estep == "filter")
-    direct = opts.stop == "mll" or (opts.stop == "converged" and learned_gain and not diagonal)
+    diag_q = opts.q_form == "diag" and opts.learn_Q and opts.estep == "filter"
+    direct = opts.stop == "mll" or (opts.stop == "converged" and (learned_gain or diag_q) and not diagonal)
     coords = _Coords(params, opts, diagonal, log=direct)
     x0 = coords.to_vec(params)
     if direct:
