@@ -204,7 +204,9 @@ class _Coords:
                 L, info = torch.linalg.cholesky_ex(Q)
                 if bool((info != 0).any()):  # a Q singular to rounding: the nearest factor of Q + eps I
                     eps = 1e-14 * torch.diagonal(Q, dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1e-300)
-                    L = torch.linalg.cholesky(Q + eps[:, None, None] * torch.eye(self.D, dtype=Q.dtype, device=Q.device))
+                    L = torch.linalg.cholesky(
+                        Q + eps[:, None, None] * torch.eye(self.D, dtype=Q.dtype, device=Q.device)
+                    )
                 il = torch.tril_indices(self.D, self.D, -1, device=Q.device)
                 diag = torch.diagonal(L, dim1=-2, dim2=-1)
                 if self.log:
