@@ -8,8 +8,15 @@
   is below ``tol``, a state-noise variance that has fallen below
   ``Q_FLOOR`` x the posterior variance counting as settled (the fixed point
   is then the boundary Q = 0).
-* ``stop="converged"`` with a learned F: l is maximised directly (as ``stop="mll"``),
-  because accelerated EM over the D^2 entries of F is unreliable.
+  Safeguard: an extrapolated step that lowers l by more than ``MLL_DROP_TOL``
+  (or lowers it at all while more than doubling the residual) is replaced by
+  the plain EM step.
+* ``stop="converged"`` with a learned F or a learned input gain U: l is maximised
+  directly (as ``stop="mll"``). Accelerated EM over the D^2 entries of F is
+  unreliable, and with U the state-noise variance typically tends to 0, where the
+  EM map of U tends to the identity (the smoothed increments follow the current
+  U u_t): EM creeps, and its residual says nothing about the distance to the
+  fixed point.
 * ``stop="mll"``: l itself is maximised over the hyperparameters by a batched BFGS with
   the gradient from autograd through the filter (:mod:`.direct`).
 * ``stop="em"``: plain EM to the fixed point (slow; a reference).
@@ -151,23 +158,12 @@ def e_step(
 
 
 class _Coords:
-    """Map hyperparameters to an unconstrained vector per data set and back.
+    """Map hyperparameters to an unconstrained vector per data set and back."""
 
-    The state-noise variances enter through square roots: q = s^2 for a scalar, two-value
-    or diagonal Q, and Q = L L^T with the Cholesky factor L (diagonal included, unlogged)
-    for a full Q. The boundary Q_d = 0 (or a rank-deficient Q) is then the finite point
-    s_d = 0 (L_dd = 0), which the accelerated scheme can extrapolate to, where in log
-    coordinates it lies at -infinity. s and -s give the same Q; :meth:`to_vec` takes the
-    signs of a reference vector so that the EM map is odd in s and smooth through 0.
-    With ``log=True`` (direct maximisation of l) the variances enter as logs instead
-    (log q, and log L_dd on the Cholesky diagonal), which keeps Q positive definite.
-    """
-
-    def __init__(self, template: StateSpaceParams, opts: EMOptions, diagonal: bool, log: bool = False) -> None:
+    def __init__(self, template: StateSpaceParams, opts: EMOptions, diagonal: bool) -> None:
         self.t = template
         self.opts = opts
         self.diagonal = diagonal
-        self.log = log
         self.D = template.mu.shape[-1]
 
     def _q_index(self) -> list[slice]:
@@ -180,50 +176,32 @@ class _Coords:
             return [slice(0, N), slice(N, D)] if D > N else [slice(0, D)]
         return [slice(d, d + 1) for d in range(D)]
 
-    def _full(self) -> bool:
-        return not self.diagonal and self.opts.q_form == "full"
-
-    def variance_mask(self, K: int, device: torch.device) -> torch.Tensor:
-        """(K,) bool: the coordinates s whose square s^2 is a state-noise variance (or a Cholesky pivot)."""
-        mask = torch.zeros(K, dtype=torch.bool, device=device)
+    def logvar_scale(self, K: int, device: torch.device) -> torch.Tensor:
+        """Per coordinate: 1 for a log variance, 2 for a log Cholesky diagonal (log sd), 0 otherwise."""
+        scale = torch.zeros(K, device=device)
         if self.opts.learn_Q:
             D = self.D
-            n = D if self._full() or self.opts.q_form == "diag" else len(self._q_index())
-            mask[D : D + n] = True
-        return mask
+            if not self.diagonal and self.opts.q_form == "full":
+                scale[D : 2 * D] = 2.0
+            else:
+                n = D if self.opts.q_form == "diag" else len(self._q_index())
+                scale[D : D + n] = 1.0
+        return scale
 
-    def _var(self, s: torch.Tensor) -> torch.Tensor:
-        return s.exp() if self.log else s.square()
-
-    def to_vec(self, p: StateSpaceParams, ref: torch.Tensor | None = None) -> torch.Tensor:
-        """The vector of ``p``; with ``ref``, each square-root coordinate takes the sign of ``ref``'s."""
+    def to_vec(self, p: StateSpaceParams) -> torch.Tensor:
         parts = [p.mu]
         if self.opts.learn_Q:
             Q = p.Q
-            if self._full():
-                L, info = torch.linalg.cholesky_ex(Q)
-                if bool((info != 0).any()):  # a Q singular to rounding: the nearest factor of Q + eps I
-                    eps = 1e-14 * torch.diagonal(Q, dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1e-300)
-                    L = torch.linalg.cholesky(
-                        Q + eps[:, None, None] * torch.eye(self.D, dtype=Q.dtype, device=Q.device)
-                    )
+            if not self.diagonal and self.opts.q_form == "full":
+                L = torch.linalg.cholesky(Q)
                 il = torch.tril_indices(self.D, self.D, -1, device=Q.device)
-                diag = torch.diagonal(L, dim1=-2, dim2=-1)
-                if self.log:
-                    diag = diag.log()
-                elif ref is not None:  # flip columns of L (L diag(+-1) is a factor of the same Q)
-                    sign = torch.where(ref[:, self.D : 2 * self.D] < 0, -1.0, 1.0).to(L.dtype)
-                    L = L * sign[:, None, :]
-                    diag = diag * sign
-                parts += [diag, L[:, il[0], il[1]]]
+                parts += [torch.diagonal(L, dim1=-2, dim2=-1).log(), L[:, il[0], il[1]]]
             else:
                 d = Q if self.diagonal else torch.diagonal(Q, dim1=-2, dim2=-1)
-                if self.opts.q_form != "diag":
-                    d = torch.stack([d[:, s].mean(-1) for s in self._q_index()], dim=-1)
-                sd = d.log() if self.log else d.clamp_min(0.0).sqrt()
-                if ref is not None and not self.log:
-                    sd = torch.where(ref[:, self.D : self.D + sd.shape[-1]] < 0, -sd, sd)
-                parts.append(sd)
+                if self.opts.q_form == "diag":
+                    parts.append(d.log())
+                else:
+                    parts.append(torch.stack([d[:, s].mean(-1).log() for s in self._q_index()], dim=-1))
         if self.opts.learn_F:
             parts.append(p.F.reshape(p.F.shape[0], -1))
         if p.U is not None:
@@ -237,9 +215,9 @@ class _Coords:
         mu = x[:, :D]
         Q = t.Q
         if self.opts.learn_Q:
-            if self._full():
+            if not self.diagonal and self.opts.q_form == "full":
                 il = torch.tril_indices(D, D, -1, device=x.device)
-                L = torch.diag_embed(x[:, i : i + D].exp() if self.log else x[:, i : i + D])
+                L = torch.diag_embed(x[:, i : i + D].exp())
                 i += D
                 n = il.shape[1]
                 L[:, il[0], il[1]] = x[:, i : i + n]
@@ -247,13 +225,15 @@ class _Coords:
                 Q = L @ L.transpose(-1, -2)
             else:
                 if self.opts.q_form == "diag":
-                    d = self._var(x[:, i : i + D])
+                    d = x[:, i : i + D].exp()
                     i += D
                 else:
                     blocks = self._q_index()
-                    sq = self._var(x[:, i : i + len(blocks)])
+                    logs = x[:, i : i + len(blocks)]
                     i += len(blocks)
-                    d = torch.cat([sq[:, k : k + 1].expand(B, s.stop - s.start) for k, s in enumerate(blocks)], -1)
+                    d = torch.cat(
+                        [logs[:, k : k + 1].exp().expand(B, s.stop - s.start) for k, s in enumerate(blocks)], -1
+                    )
                 Q = d if self.diagonal else torch.diag_embed(d)
         F = t.F
         if self.opts.learn_F:
@@ -401,17 +381,11 @@ def run_em(
             report(it, params, mll, lambda snap=snap: snap)
         return EMOutcome(params, es, history, it, n_e, converged)
 
-    # With a learned F or U, l is maximised directly: as a state-noise variance tends to 0 the EM map
-    # of U (and F) tends to the identity (the smoothed increments follow the current U u_t), so EM,
-    # accelerated or not, creeps and its residual says nothing about the distance to the fixed point.
-    # Likewise a diagonal Q, several of whose variances typically tend to 0 at once (EM, and the
-    # acceleration, then creep); a direct ascent of l has no such boundary slow-down.
-    learned_gain = opts.learn_F or (params.U is not None and u is not None and opts.estep == "filter")
-    diag_q = opts.q_form == "diag" and opts.learn_Q and opts.estep == "filter"
-    direct = opts.stop == "mll" or (opts.stop == "converged" and (learned_gain or diag_q) and not diagonal)
-    coords = _Coords(params, opts, diagonal, log=direct)
+    coords = _Coords(params, opts, diagonal)
     x0 = coords.to_vec(params)
-    if direct:
+    learned_gain = opts.learn_F or (params.U is not None and u is not None and opts.estep == "filter")
+    if opts.stop == "mll" or (opts.stop == "converged" and learned_gain and not diagonal):
+        # With a learned F or U, accelerated EM is unreliable (see the module docstring): maximise l directly.
         # A resumed run starts BFGS afresh from the checkpoint (its curvature memory is not kept).
         x0, es, converged, n_fun = _maximise_mll(
             obs, es, x0, coords, opts._replace(max_iter=opts.max_iter - start), u, M, E, report, start
@@ -443,21 +417,15 @@ def _anderson(
 
     With residuals f_k = EM(x_k) - x_k and the differences dF, dG of the last
     residuals and EM images, gamma = argmin |f_k - dF gamma| and
-    x_{k+1} = EM(x_k) - dG gamma, over all coordinates (mu, the square roots of
-    the state-noise variances, F and U; see :class:`_Coords`).
-
-    Safeguard: an extrapolated step is kept only if its l is at least
-    l(x_k) - :data:`MLL_DROP_TOL`; otherwise (or if it is not finite) the
-    plain EM step x_{k+1} = EM(x_k) is taken instead and that data set's
-    history is cleared. So no iteration lowers l by more than the tolerance
-    except a plain EM step, which the Laplace l does not strictly guarantee
-    (it is not an exact Lyapunov function of EM).
-
-    Stopping: every coordinate's plain-EM change is below ``tol`` (for a
-    variance, the change of its log), or the variance is below ``Q_FLOOR`` x
-    the mean posterior variance with EM still pushing it down (the fixed point
-    is the boundary Q_d = 0). Every data set has its own history, safeguard and
-    stopping test, so a batched fit equals separate fits.
+    x_{k+1} = EM(x_k) - dG gamma. Safeguard: an extrapolated step is kept only
+    if its l is at least l(x_k) - :data:`MLL_DROP_TOL` and it does not both
+    lower l and more than double the residual; otherwise (or if it is not
+    finite) the plain EM step x_{k+1} = EM(x_k) is taken and that data set's
+    history is cleared. No iteration therefore lowers l by more than the
+    tolerance, except a plain EM step: the Laplace l is not an exact Lyapunov
+    function of EM, so even plain EM may lower it slightly.
+    Every data set has its own history, safeguard and stopping test, so a
+    batched fit equals separate fits.
     """
     B = x0.shape[0]
     converged = torch.zeros(B, dtype=torch.bool, device=x0.device)
@@ -465,7 +433,7 @@ def _anderson(
     dG: list[torch.Tensor] = []
 
     def image(es_: EStep, x_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        g_ = coords.to_vec(M(es_, coords.from_vec(x_)), ref=x_)
+        g_ = coords.to_vec(M(es_, coords.from_vec(x_)))
         return g_, g_ - x_
 
     def posterior_variance(es_: EStep) -> torch.Tensor:
@@ -488,21 +456,14 @@ def _anderson(
         g, f = image(es, x0)
         post = posterior_variance(es)
     it = start
-    var = coords.variance_mask(x0.shape[-1], x0.device)
-    # a full Q's Cholesky pivot L_dd is a standard deviation; the q forms' s is one too
-    log_scale = 1.0 if coords._full() else 2.0
+    logvar = coords.logvar_scale(x0.shape[-1], x0.device).to(x0.dtype)
 
     def at_fixed_point(x: torch.Tensor, f: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
-        # the change of a variance coordinate as the change of its log (the stopping test in log coordinates)
-        g = x + f
-        with torch.no_grad():
-            dlog = log_scale * (g.abs().log() - x.abs().log())
-        change = torch.where(var, dlog.nan_to_num(nan=0.0, posinf=math.inf, neginf=-math.inf), f).abs()
         # A state-noise variance below Q_FLOOR x the mean posterior variance no longer moves
         # theta_s: EM would only creep towards the boundary Q = 0, so that coordinate counts as settled.
-        # Only while EM still pushes it down (|EM(s)| <= |s|): one it pushes back up is not at the boundary.
-        negligible = var & (x.square() < (Q_FLOOR * post)[:, None]) & (g.abs() <= x.abs())
-        return ((change < opts.tol) | negligible).all(-1)
+        # Only while EM still pushes it down (f <= 0): one it pushes back up is not at the boundary.
+        negligible = (logvar > 0) & (logvar * x < torch.log(Q_FLOOR * post)[:, None]) & (f <= 0)
+        return ((f.abs() < opts.tol) | negligible).all(-1)
 
     while it < opts.max_iter:
         converged = converged | at_fixed_point(x0, f, post)
@@ -533,16 +494,18 @@ def _anderson(
         try:
             es_new = E(coords.from_vec(x_new), es.smooth.theta_s)
             g_new, f_new = image(es_new, x_new)
-            ok = torch.isfinite(f_new).all(-1) & torch.isfinite(es_new.mll)
-            # safeguard: an extrapolated step may not lower l by more than MLL_DROP_TOL
-            bad = ~ok | (extrapolated & (es_new.mll < es.mll - MLL_DROP_TOL))
+            grew = f_new.norm(dim=-1) > 2.0 * f.norm(dim=-1)
+            fell = es_new.mll < es.mll
+            dropped = es_new.mll < es.mll - MLL_DROP_TOL
+            bad = ~torch.isfinite(f_new).all(-1) | ~torch.isfinite(es_new.mll) | (grew & fell) | dropped
         except (torch.linalg.LinAlgError, RuntimeError):
             if not bool(extrapolated.any()):
                 raise
-            es_new, bad = None, extrapolated.clone()
+            es_new, bad = None, torch.ones_like(converged)
+        # a plain EM step is never replaced (by itself)
         bad = bad & extrapolated
         if bool(bad.any()):
-            # the plain EM step where the extrapolation went astray; restart that history
+            # safeguard: the plain EM step where the extrapolation went astray; restart that history
             es_g = E(coords.from_vec(g), es.smooth.theta_s)
             g_g, f_g = image(es_g, g)
             if es_new is None:
