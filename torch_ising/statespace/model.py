@@ -290,7 +290,7 @@ def fit(
             tol (1e-6) gets closer to it (on parity case v5: l +0.011 for 1.5x
             the iterations).
         stop: "converged" (default: Anderson-accelerated EM to the fixed point;
-            with a learned F, direct maximisation of l), "em" (plain EM to the
+            with a learned F or input gain U, direct maximisation of l), "em" (plain EM to the
             fixed point; slow, a reference), "mll" (maximise l directly by BFGS
             with an autograd gradient through the filter) or "ssll" (the
             published stopping rule, MODEL.md 3.5, which stops early).
