@@ -46,7 +46,8 @@ def _line(tag: str, r, dt: float, ref=None) -> str:
     s = f"  {tag:28s} l {r.mll:.4f}  E-steps {r.e_steps:4d}  {dt:6.1f} s  converged {r.converged}"
     s += f"  largest drop {-drop:.1e}"
     if ref is not None:
-        s += f"  l - ref {r.mll - ref.mll:+.4f}  max|d theta_s| {np.abs(np.asarray(r.theta_s) - np.asarray(ref.theta_s)).max():.4f}"
+        d_theta = np.abs(np.asarray(r.theta_s) - np.asarray(ref.theta_s)).max()
+        s += f"  l - ref {r.mll - ref.mll:+.4f}  max|d theta_s| {d_theta:.4f}"
     return s
 
 
