@@ -222,6 +222,7 @@ def test_default_e_step_is_joint_only_for_the_default_rule():
     assert default_estep("converged", True, False, "newton") == "filter"
     assert default_estep("converged", False, True, "newton") == "filter"
     assert default_estep("converged", False, False, "cg") == "filter"
+    assert default_estep("converged", False, False, "newton", learn_U=True) == "filter"
 
 
 def test_default_fit_runs_the_joint_e_step(device):

@@ -8,8 +8,15 @@
   is below ``tol``, a state-noise variance that has fallen below
   ``Q_FLOOR`` x the posterior variance counting as settled (the fixed point
   is then the boundary Q = 0).
-* ``stop="converged"`` with a learned F: l is maximised directly (as ``stop="mll"``),
-  because accelerated EM over the D^2 entries of F is unreliable.
+  Safeguard: an extrapolated step that lowers l by more than ``MLL_DROP_TOL``
+  (or lowers it at all while more than doubling the residual) is replaced by
+  the plain EM step.
+* ``stop="converged"`` with a learned F or a learned input gain U: l is maximised
+  directly (as ``stop="mll"``). Accelerated EM over the D^2 entries of F is
+  unreliable, and with U the state-noise variance typically tends to 0, where the
+  EM map of U tends to the identity (the smoothed increments follow the current
+  U u_t): EM creeps, and its residual says nothing about the distance to the
+  fixed point.
 * ``stop="mll"``: l itself is maximised over the hyperparameters by a batched BFGS with
   the gradient from autograd through the filter (:mod:`.direct`).
 * ``stop="em"``: plain EM to the fixed point (slow; a reference).
@@ -42,6 +49,10 @@ SSLL_TOL = 1e-4
 
 #: a state-noise variance below this fraction of the mean posterior variance counts as 0
 Q_FLOOR = 1e-3
+
+#: the accelerated scheme's safeguard: an extrapolated step that lowers l by more than this is
+#: replaced by the plain EM step
+MLL_DROP_TOL = 1e-3
 
 #: "converged": Anderson-accelerated EM to its fixed point (default); "em": plain EM to
 #: the fixed point; "ssll": the published rule; "mll": maximise the Laplace l directly.
@@ -128,15 +139,16 @@ def check_estep(estep: str, stop: str, learn_F: bool, diagonal: bool) -> None:
         raise ValueError(f"{what} is defined through the filter's marginal likelihood: use estep='filter'")
 
 
-def default_estep(stop: str, learn_F: bool, diagonal: bool, map_method: str) -> str:
+def default_estep(stop: str, learn_F: bool, diagonal: bool, map_method: str, learn_U: bool = False) -> str:
     """The E-step ``fit`` uses when none is given.
 
-    "joint" for the default rule ``stop="converged"`` with full covariances, a fixed F and
-    the Newton mode search; "filter" otherwise: ``stop="ssll"`` and ``stop="em"`` exist to
-    reproduce the published numbers, ``stop="mll"`` and a learned F maximise the filter's l,
-    and the approximate (diagonal) methods and ``map_method="cg"`` run through the filter.
+    "joint" for the default rule ``stop="converged"`` with full covariances, a fixed F, no
+    input gain and the Newton mode search; "filter" otherwise: ``stop="ssll"`` and
+    ``stop="em"`` exist to reproduce the published numbers, ``stop="mll"``, a learned F and a
+    learned U maximise the filter's l directly, and the approximate (diagonal) methods and
+    ``map_method="cg"`` run through the filter.
     """
-    if stop == "converged" and not learn_F and not diagonal and map_method == "newton":
+    if stop == "converged" and not (learn_F or learn_U or diagonal) and map_method == "newton":
         return "joint"
     return "filter"
 
@@ -392,8 +404,9 @@ def run_em(
 
     coords = _Coords(params, opts, diagonal)
     x0 = coords.to_vec(params)
-    if opts.stop == "mll" or (opts.stop == "converged" and opts.learn_F and not diagonal):
-        # With a learned F, accelerated EM is unreliable (many coupled coordinates): maximise l directly.
+    learned_gain = opts.learn_F or (params.U is not None and u is not None and opts.estep == "filter")
+    if opts.stop == "mll" or (opts.stop == "converged" and learned_gain and not diagonal):
+        # With a learned F or U, accelerated EM is unreliable (see the module docstring): maximise l directly.
         # A resumed run starts BFGS afresh from the checkpoint (its curvature memory is not kept).
         x0, es, converged, n_fun = _maximise_mll(
             obs, es, x0, coords, opts._replace(max_iter=opts.max_iter - start), u, M, E, report, start
@@ -425,10 +438,13 @@ def _anderson(
 
     With residuals f_k = EM(x_k) - x_k and the differences dF, dG of the last
     residuals and EM images, gamma = argmin |f_k - dF gamma| and
-    x_{k+1} = EM(x_k) - dG gamma. The Laplace l is not a Lyapunov function of
-    EM (it may fall slightly on the way to the fixed point), so the safeguard
-    watches both: a step that lowers l *and* more than doubles the residual
-    is replaced by the plain EM step and that data set's history is cleared.
+    x_{k+1} = EM(x_k) - dG gamma. Safeguard: an extrapolated step is kept only
+    if its l is at least l(x_k) - :data:`MLL_DROP_TOL` and it does not both
+    lower l and more than double the residual; otherwise (or if it is not
+    finite) the plain EM step x_{k+1} = EM(x_k) is taken and that data set's
+    history is cleared. No iteration therefore lowers l by more than the
+    tolerance, except a plain EM step: the Laplace l is not an exact Lyapunov
+    function of EM, so even plain EM may lower it slightly.
     Every data set has its own history, safeguard and stopping test, so a
     batched fit equals separate fits.
     """
@@ -482,6 +498,7 @@ def _anderson(
                 dG.pop(0)
         f_prev, g_prev = f, g
         x_new = g
+        extrapolated = torch.zeros_like(converged)
         if dF:
             Fm = torch.stack(dF, dim=-1)  # (B, K, m)
             Gm = torch.stack(dG, dim=-1)
@@ -490,18 +507,24 @@ def _anderson(
             A = A + reg[:, None, None] * torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
             gamma = torch.linalg.solve(A, (Fm.transpose(-1, -2) @ f.unsqueeze(-1))).squeeze(-1)
             x_aa = g - (Gm @ gamma.unsqueeze(-1)).squeeze(-1)
-            x_new = torch.where(torch.isfinite(x_aa).all(-1, keepdim=True), x_aa, g)
+            extrapolated = torch.isfinite(x_aa).all(-1) & (Fm.abs().sum((-1, -2)) > 0)
+            x_new = torch.where(extrapolated[:, None], x_aa, g)
         x_new = torch.where(converged[:, None], x0, x_new)
+        extrapolated = extrapolated & ~converged
         it += 1
         try:
             es_new = E(coords.from_vec(x_new), es.smooth.theta_s)
             g_new, f_new = image(es_new, x_new)
             grew = f_new.norm(dim=-1) > 2.0 * f.norm(dim=-1)
             fell = es_new.mll < es.mll
-            bad = ~torch.isfinite(f_new).all(-1) | ~torch.isfinite(es_new.mll) | (grew & fell)
+            dropped = es_new.mll < es.mll - MLL_DROP_TOL
+            bad = ~torch.isfinite(f_new).all(-1) | ~torch.isfinite(es_new.mll) | (grew & fell) | dropped
         except (torch.linalg.LinAlgError, RuntimeError):
+            if not bool(extrapolated.any()):
+                raise
             es_new, bad = None, torch.ones_like(converged)
-        bad = bad & ~converged
+        # a plain EM step is never replaced (by itself)
+        bad = bad & extrapolated
         if bool(bad.any()):
             # safeguard: the plain EM step where the extrapolation went astray; restart that history
             es_g = E(coords.from_vec(g), es.smooth.theta_s)

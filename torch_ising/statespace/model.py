@@ -304,7 +304,7 @@ def fit(
             tol (1e-6) gets closer to it (on parity case v5: l +0.011 for 1.5x
             the iterations).
         stop: "converged" (default: Anderson-accelerated EM to the fixed point;
-            with a learned F, direct maximisation of l), "em" (plain EM to the
+            with a learned F or input gain U, direct maximisation of l), "em" (plain EM to the
             fixed point; slow, a reference), "mll" (maximise l directly by BFGS
             with an autograd gradient through the filter) or "ssll" (the
             published stopping rule, MODEL.md 3.5, which stops early).
@@ -517,7 +517,7 @@ def fit(
         map_method = "cg" if stop == "ssll" and not diag else "newton"
     check_map_method(map_method, diag)
     if estep is None:
-        estep = default_estep(stop, learn_F, diag, map_method)
+        estep = default_estep(stop, learn_F, diag, map_method, learn_U=u_t is not None)
     check_estep(estep, stop, learn_F, diag)
     # the published library starts its first conjugate-gradient searches from theta = 0
     theta_init = torch.zeros(B, T, D, dtype=dtype, device=dev) if map_method == "cg" else None
