@@ -15,6 +15,7 @@ in every later EM iteration).
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import torch
@@ -24,6 +25,22 @@ from torch_ising.basis import sufficient_stats
 from torch_ising.statespace import ExactIsing, StateSpaceParams, e_step
 
 
+@functools.lru_cache(maxsize=8)
+def thetas(N: int, T: int) -> torch.Tensor:
+    """generate_thetas once per (N, T); beyond T = 2000 a 500-bin path interpolated linearly to T bins.
+
+    generate_thetas draws Gaussian-process paths with a T x T covariance: O(T^3), many minutes at
+    T = 10^4.
+    """
+    if T <= 2000:
+        return ti.generate_thetas(N, 2, T, seed=1)
+    coarse = ti.generate_thetas(N, 2, 500, seed=1)
+    pos = torch.linspace(0, 499, T, dtype=coarse.dtype)
+    lo = pos.floor().long().clamp(max=498)
+    w = (pos - lo)[:, None]
+    return (1 - w) * coarse[lo] + w * coarse[lo + 1]
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -31,7 +48,7 @@ def sync(device: str) -> None:
 
 def bench(N: int, T: int, R: int, B: int, device: str, estep: str = "joint") -> None:
     D = ti.compute_D(N, 2)
-    theta = ti.generate_thetas(N, 2, T, seed=1)
+    theta = thetas(N, T)
     spikes = torch.stack([ti.generate_spikes(theta, R, seed=10 + b, device=device) for b in range(B)])
     y = sufficient_stats(spikes.reshape(B * T, R, N), 2).reshape(B, T, D).to(device)
     obs = ExactIsing(y, R, N, 2)
@@ -73,8 +90,7 @@ def main() -> None:
             bench(N, T, a.R, a.batch, a.device, estep)
     if a.fit:
         N, T = a.fit, Ts[0]
-        theta = ti.generate_thetas(N, 2, T, seed=1)
-        spikes = ti.generate_spikes(theta, a.R, seed=2, device=a.device)
+        spikes = ti.generate_spikes(thetas(N, T), a.R, seed=2, device=a.device)
         t0 = time.perf_counter()
         r = ti.fit(spikes, 2, progress=False, device=a.device)
         sync(a.device)
