@@ -503,6 +503,56 @@ class PseudoLikelihood(ObservationModel):
         converged = bool(((g.abs() / scale).amax(-1) <= tol).all())
         return NewtonResult(th, f, g, hd, it, converged)
 
+    # ------------------------------------------------------------------ all bins at once (joint E-step)
+    def joint_terms(self, theta: torch.Tensor):
+        """PL of every bin, its gradient, Hessian diagonal and a Hessian-vector product, theta (B, T, D).
+
+        Returns:
+            (value (B, T), grad (B, T, D), hess diagonal (B, T, D), hv) where hv(v) = (hess PL_t) v_t
+            for v (B, T, D), all bins in one call (:func:`pseudo_hessian_vector`, at this theta).
+        """
+        x, c, N, order = self.x, self._c(), self.N, self.order
+        h = _fields(theta, x, N, order)
+        s = torch.sigmoid(h)
+        terms = x * h - softplus(h)
+        e = x - s
+        w = s * (1.0 - s)
+        if c is not None:
+            terms, e, w = terms * c[..., None], e * c[..., None], w * c[..., None]
+        if order == 2:
+            iu = torch.triu_indices(N, N, 1, device=theta.device)
+            M = e.transpose(-1, -2) @ x
+            g = torch.cat([e.sum(-2), (M + M.transpose(-1, -2))[..., iu[0], iu[1]]], dim=-1)
+            Wx = w.transpose(-1, -2) @ x
+            hd = -torch.cat([w.sum(-2), (Wx + Wx.transpose(-1, -2))[..., iu[0], iu[1]]], dim=-1)
+        else:
+            _, g, hd = pseudo_value_grad_hess(theta, x, N, order, diagonal=True, weights=c)
+
+        def hv(v: torch.Tensor) -> torch.Tensor:
+            return _hess_vec(w, x, v, N, order)
+
+        return terms.sum((-1, -2)), g, hd, hv
+
+    def precision_all(self, theta: torch.Tensor) -> torch.Tensor:
+        """The diagonal observation precision of every bin (B, T, D): as :meth:`precision`, for all t."""
+        if not self.diagonal:
+            raise ValueError("precision_all is defined for diagonal covariances")
+        if self.covariance == "pseudo":
+            return -pseudo_value_grad_hess(theta, self.x, self.N, self.order, diagonal=True, weights=self._c())[2]
+        return self.R_t[..., None] * self.moments(theta, with_psi=False).fisher_diag
+
+    def score_scale_all(self, theta: torch.Tensor) -> torch.Tensor | None:
+        """One calibration per parameter for the whole path, a_S = max(1/|S|, min(1, sum_t R_t G~_SS / sum_t H_SS)).
+
+        The curvatures H_t = -hess_SS PL_t and the precisions R_t G~_t of every bin at theta (B, T, D)
+        are summed over time (the information of the whole path); shape (B, 1, D), or None
+        without calibration. Used by the joint E-step (:mod:`torch_ising.statespace.joint_diagonal`).
+        """
+        if not (self.calibrate and self.diagonal and self.covariance == "fisher"):
+            return None
+        _, _, hd = pseudo_value_grad_hess(theta, self.x, self.N, self.order, diagonal=True, weights=self._c())
+        return self._calibration(-hd.sum(-2, keepdim=True), self.precision_all(theta).sum(-2, keepdim=True))
+
     def moments(self, theta: torch.Tensor, with_psi: bool = True) -> ApproxMoments:
         """Approximate psi, eta, Fisher diagonal of theta (..., D) by the chosen eta method."""
         opts = dict(self.eta_options)
@@ -537,8 +587,10 @@ class PseudoLikelihood(ObservationModel):
         if not (self.calibrate and self.diagonal and self.covariance == "fisher"):
             return None
         _, _, hd = pseudo_value_grad_hess(theta, self.x[:, t], self.N, self.order, diagonal=True, weights=self._c(t))
-        H = -hd
-        G = self.precision(theta, t)
+        return self._calibration(-hd, self.precision(theta, t))
+
+    def _calibration(self, H: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+        """a_S = max(1/|S|, min(1, G_SS / H_SS)) from the PL curvature H and the precision G (..., D)."""
         a = torch.where(H > G, G / torch.where(H > G, H, torch.ones_like(H)), torch.ones_like(H))
         # theta_S enters |S| conditionals, so the pseudo-likelihood holds at most about |S| times the
         # information: a_S >= 1/|S| bounds the adjustment where the approximate G~ is poor

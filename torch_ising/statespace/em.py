@@ -36,6 +36,7 @@ import torch
 from .direct import bfgs_maximise, mll_with_grad
 from .filter import laplace_filter
 from .joint import joint_e_step
+from .joint_diagonal import joint_diagonal_e_step
 from .marginal import log_marginal
 from .mstep import m_step
 from .observation import ObservationModel
@@ -116,25 +117,28 @@ def _filter_e_step(obs, params, *, u, theta_init, newton_tol, map_method) -> ESt
 def _joint_e_step(obs, params, *, u, theta_init, newton_tol, map_method) -> EStep:
     if map_method != "newton":
         raise ValueError("estep='joint' uses its own Newton search; map_method='cg' needs estep='filter'")
+    run = joint_diagonal_e_step if obs.diagonal else joint_e_step
     if any(t is not None and t.requires_grad for t in params):
-        return EStep(*joint_e_step(obs, params, u=u, theta_init=theta_init, tol=newton_tol))
+        return EStep(*run(obs, params, u=u, theta_init=theta_init, tol=newton_tol))
     # no derivative flows through the E-step: inference mode skips autograd's bookkeeping,
     # which is a large part of the cost of the many small tensor operations at small N
     with torch.inference_mode():
-        filt, smooth, mll = joint_e_step(obs, params, u=u, theta_init=theta_init, tol=newton_tol)
+        filt, smooth, mll = run(obs, params, u=u, theta_init=theta_init, tol=newton_tol)
     smooth = SmootherResult(*(None if t is None else t.clone() for t in smooth))
     return EStep(filt, smooth, mll.clone())
 
 
 #: E-steps by name: "filter" (Laplace filter and smoother, MODEL.md 3.1-3.2, 3.4) and
-#: "joint" (the joint Laplace posterior over all bins, :mod:`.joint`).
+#: "joint" (the joint Laplace posterior over all bins: :mod:`.joint` for full covariances,
+#: :mod:`.joint_diagonal` for the approximate diagonal ones).
 E_STEPS: dict[str, Callable[..., EStep]] = {"filter": _filter_e_step, "joint": _joint_e_step}
 
 
 def check_estep(estep: str, stop: str, learn_F: bool, diagonal: bool) -> None:
     """Raise ValueError unless the E-step ``estep`` can serve the stopping rule ``stop``.
 
-    The joint E-step serves the EM-map rules ("converged", "em") with full covariances.
+    The joint E-step serves the EM-map rules ("converged", "em"), with full covariances
+    (:mod:`.joint`) and with the diagonal ones of the approximate methods (:mod:`.joint_diagonal`).
     "ssll" and "mll" (and "converged" with a learned F, which maximises l directly) are
     defined through the filter's l.
     """
@@ -142,8 +146,6 @@ def check_estep(estep: str, stop: str, learn_F: bool, diagonal: bool) -> None:
         raise ValueError(f"estep must be one of {tuple(E_STEPS)}, got {estep!r}")
     if estep != "joint":
         return
-    if diagonal:
-        raise ValueError("estep='joint' needs full covariances (method='exact'); approximate methods use the filter")
     if stop in ("ssll", "mll") or (stop == "converged" and learn_F):
         what = "a learned F" if stop == "converged" else f"stop={stop!r}"
         raise ValueError(f"{what} is defined through the filter's marginal likelihood: use estep='filter'")

@@ -36,6 +36,7 @@ from ..moments import ExactMemoryError, check_memory
 from .em import STOP_RULES, EMOptions, check_estep, default_estep, run_em
 from .filter import check_map_method
 from .joint import filtered_from_joint
+from .joint_diagonal import filtered_from_joint_diagonal
 from .observation import ExactIsing, ObservationModel
 from .records import EMState, StateSpaceParams, check_fingerprint, fit_fingerprint
 from .result import StateSpaceResult
@@ -560,7 +561,10 @@ def fit(
     es = out.estep
     if estep == "joint":
         with torch.inference_mode():
-            filt = filtered_from_joint(obs, out.params, es.smooth.theta_s, u_t)
+            if diag:
+                filt = filtered_from_joint_diagonal(obs, out.params, es.smooth.theta_s)
+            else:
+                filt = filtered_from_joint(obs, out.params, es.smooth.theta_s, u_t)
         fields = ("theta_f", "sigma_f", "theta_p", "sigma_p")
         es = es._replace(filt=filt._replace(**{k: getattr(filt, k).clone() for k in fields}))
     theta_s = es.smooth.theta_s
