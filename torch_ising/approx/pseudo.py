@@ -270,6 +270,35 @@ def _hess_vec(w: torch.Tensor, x: torch.Tensor, v: torch.Tensor, N: int, order: 
     return -_scatter(torch.einsum("...rn,...rnk->...nk", w * z, a), params, D)
 
 
+def _pl_parts(
+    theta: torch.Tensor, x: torch.Tensor, c: torch.Tensor | None, N: int, order: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(PL (...), residuals e = c (x - s), weights w = c s (1 - s)) with s = sigmoid(h), h the local fields."""
+    h = _fields(theta, x, N, order)
+    s = torch.sigmoid(h)
+    terms = x * h - softplus(h)
+    e = x - s
+    w = s * (1.0 - s)
+    if c is not None:  # the unobserved trials drop out of every sum over trials
+        terms, e, w = terms * c[..., None], e * c[..., None], w * c[..., None]
+    return terms.sum((-1, -2)), e, w
+
+
+def _pl_grad_hdiag(
+    theta: torch.Tensor, x: torch.Tensor, c: torch.Tensor | None, e: torch.Tensor, w: torch.Tensor, N: int, order: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """grad PL and the diagonal of hess PL from :func:`_pl_parts` (pairwise: two matrix products)."""
+    if order == 2:
+        iu = torch.triu_indices(N, N, 1, device=theta.device)
+        M = e.transpose(-1, -2) @ x
+        g = torch.cat([e.sum(-2), (M + M.transpose(-1, -2))[..., iu[0], iu[1]]], dim=-1)
+        Wx = w.transpose(-1, -2) @ x
+        hd = -torch.cat([w.sum(-2), (Wx + Wx.transpose(-1, -2))[..., iu[0], iu[1]]], dim=-1)
+        return g, hd
+    _, g, hd = pseudo_value_grad_hess(theta, x, N, order, diagonal=True, weights=c)
+    return g, hd
+
+
 class PseudoLikelihood(ObservationModel):
     """Observation model of the Donner et al. (2017) scheme: pseudo-likelihood mode, approximate moments.
 
@@ -426,26 +455,12 @@ class PseudoLikelihood(ObservationModel):
         scale = float(self.R) if scale is None else scale  # a float, or per data set (B, 1)
 
         def parts(th):
-            h = _fields(th, x, N, order)
-            s = torch.sigmoid(h)
-            e = x - s
-            w = s * (1.0 - s)
-            terms = x * h - softplus(h)
-            if c is not None:  # the unobserved trials drop out of every sum over trials
-                terms, e, w = terms * c[..., None], e * c[..., None], w * c[..., None]
+            pl, e, w = _pl_parts(th, x, c, N, order)
             diff = th - prior_mean
-            val = terms.sum((-1, -2)) - 0.5 * (prior_prec * diff * diff).sum(-1)
-            return val, e, w
+            return pl - 0.5 * (prior_prec * diff * diff).sum(-1), e, w
 
         def grad_hdiag(th, e, w):
-            if order == 2:
-                iu = torch.triu_indices(N, N, 1, device=th.device)
-                M = e.transpose(-1, -2) @ x
-                g = torch.cat([e.sum(-2), (M + M.transpose(-1, -2))[..., iu[0], iu[1]]], dim=-1)
-                Wx = w.transpose(-1, -2) @ x
-                hd = -torch.cat([w.sum(-2), (Wx + Wx.transpose(-1, -2))[..., iu[0], iu[1]]], dim=-1)
-            else:
-                _, g, hd = pseudo_value_grad_hess(th, x, N, order, diagonal=True, weights=c)
+            g, hd = _pl_grad_hdiag(th, x, c, e, w, N, order)
             return g - prior_prec * (th - prior_mean), hd - prior_prec
 
         th = theta0.clone()
@@ -512,26 +527,13 @@ class PseudoLikelihood(ObservationModel):
             for v (B, T, D), all bins in one call (:func:`pseudo_hessian_vector`, at this theta).
         """
         x, c, N, order = self.x, self._c(), self.N, self.order
-        h = _fields(theta, x, N, order)
-        s = torch.sigmoid(h)
-        terms = x * h - softplus(h)
-        e = x - s
-        w = s * (1.0 - s)
-        if c is not None:
-            terms, e, w = terms * c[..., None], e * c[..., None], w * c[..., None]
-        if order == 2:
-            iu = torch.triu_indices(N, N, 1, device=theta.device)
-            M = e.transpose(-1, -2) @ x
-            g = torch.cat([e.sum(-2), (M + M.transpose(-1, -2))[..., iu[0], iu[1]]], dim=-1)
-            Wx = w.transpose(-1, -2) @ x
-            hd = -torch.cat([w.sum(-2), (Wx + Wx.transpose(-1, -2))[..., iu[0], iu[1]]], dim=-1)
-        else:
-            _, g, hd = pseudo_value_grad_hess(theta, x, N, order, diagonal=True, weights=c)
+        pl, e, w = _pl_parts(theta, x, c, N, order)
+        g, hd = _pl_grad_hdiag(theta, x, c, e, w, N, order)
 
         def hv(v: torch.Tensor) -> torch.Tensor:
             return _hess_vec(w, x, v, N, order)
 
-        return terms.sum((-1, -2)), g, hd, hv
+        return pl, g, hd, hv
 
     def precision_all(self, theta: torch.Tensor) -> torch.Tensor:
         """The diagonal observation precision of every bin (B, T, D): as :meth:`precision`, for all t."""

@@ -416,6 +416,40 @@ def _prior_matvec(prior: _Prior, theta: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def backtrack(
+    value,
+    x: torch.Tensor,
+    d: torch.Tensor,
+    cand: torch.Tensor,
+    f: torch.Tensor,
+    slope: torch.Tensor,
+    accepted: torch.Tensor,
+    ok: torch.Tensor,
+    max_halvings: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Armijo backtracking per data set after a full step ``cand = x + d`` was tried.
+
+    Data sets where the full step was ``ok`` take it; the others halve the step a until
+    value(x + a d) >= f + 1e-4 a slope (or ``max_halvings`` are spent).
+
+    Returns:
+        (the new x (B, T, D), accepted (B,): whether each data set found an ascent step or
+        was already done).
+    """
+    step = torch.ones_like(f)
+    x = torch.where(ok[:, None, None], cand, x)
+    for _ in range(max_halvings):
+        step = torch.where(accepted, step, 0.5 * step)
+        cand = x + step[:, None, None] * d
+        fc = value(cand)
+        ok = (~accepted) & torch.isfinite(fc) & (fc >= f + 1e-4 * step * slope)
+        x = torch.where(ok[:, None, None], cand, x)
+        accepted = accepted | ok
+        if bool(accepted.all()):
+            break
+    return x, accepted
+
+
 def joint_e_step(
     obs: ObservationModel,
     params: StateSpaceParams,
@@ -499,19 +533,7 @@ def joint_e_step(
             f, g, Hobs = torch.where(ok, fc, f), torch.where(keep, gc, g), torch.where(keep[..., None], Hc, Hobs)
             done = small(g, x)
             continue
-        # Armijo backtracking, per data set
-        step = torch.ones_like(f)
-        accepted = done | ok
-        x = torch.where(ok[:, None, None], cand, x)
-        for _ in range(max_halvings):
-            step = torch.where(accepted, step, 0.5 * step)
-            cand = x + step[:, None, None] * d
-            fc = value(cand)
-            ok = (~accepted) & torch.isfinite(fc) & (fc >= f + 1e-4 * step * slope)
-            x = torch.where(ok[:, None, None], cand, x)
-            accepted = accepted | ok
-            if bool(accepted.all()):
-                break
+        x, accepted = backtrack(value, x, d, cand, f, slope, done | ok, ok, max_halvings)
         f, g, Hobs = evaluate(x)
         done = small(g, x) | ~accepted  # a data set with no ascent left at round-off level is done
     converged = bool(small(g, x).all())

@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 import torch
 
+from .joint import backtrack
 from .observation import ObservationModel
 from .records import FilterResult, SmootherResult, StateSpaceParams
 
@@ -331,18 +332,7 @@ def joint_diagonal_e_step(
                 f, g, hd, hv = objective(x)
             done = small(g, x)
             continue
-        step = torch.ones_like(f)
-        accepted = done | ok
-        x = torch.where(ok[:, None, None], cand, x)
-        for _ in range(max_halvings):
-            step = torch.where(accepted, step, 0.5 * step)
-            cand = x + step[:, None, None] * d
-            fc = value(cand)
-            ok = (~accepted) & torch.isfinite(fc) & (fc >= f + 1e-4 * step * slope)
-            x = torch.where(ok[:, None, None], cand, x)
-            accepted = accepted | ok
-            if bool(accepted.all()):
-                break
+        x, accepted = backtrack(value, x, d, cand, f, slope, done | ok, ok, max_halvings)
         f, g, hd, hv = objective(x)
         done = small(g, x) | ~accepted
     converged = bool(small(g, x).all())

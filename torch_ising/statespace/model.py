@@ -384,7 +384,8 @@ def fit(
             the mode. With ``method="pseudo"`` (opt-in, experimental) "joint" is the
             diagonal scheme's path mode by Newton-CG over all bins
             (:mod:`torch_ising.statespace.joint_diagonal`); on N = 30 its fixed point had a
-            lower MISE than the filter's but the EM took 658 iterations. None (default): "joint" for ``stop="converged"`` with
+            lower MISE than the filter's but the EM took 658 iterations. None (default):
+            "joint" for ``stop="converged"`` with
             ``method="exact"``, a fixed F and the Newton mode search; "filter" otherwise
             (``stop="ssll"`` and ``"em"`` reproduce the published numbers, which are the
             filter's; ``"mll"`` and a learned F maximise the filter's l; the approximate
