@@ -103,39 +103,33 @@ def _logdet_chol(L: torch.Tensor) -> torch.Tensor:
     return 2.0 * torch.diagonal(L, dim1=-2, dim2=-1).log().sum(-1)
 
 
-#: the interior of a chunk is solved as one dense block of about this size (chunk_size)
-DENSE_BLOCK = 48
-
-
-def chunk_size(D: int) -> int:
-    """Blocks per chunk k for block size D: k - 1 interior blocks make a dense block of <= DENSE_BLOCK.
-
-    k = 2 (plain odd-even cyclic reduction) from D = DENSE_BLOCK / 2 on; smaller blocks take
-    larger chunks, so fewer levels and fewer (but larger) tensor operations.
-    """
-    return 1 + max(1, DENSE_BLOCK // D)
-
-
 def solve_tridiagonal(
-    diag: torch.Tensor, lower: torch.Tensor, rhs: torch.Tensor, *, want_cov: bool = False, chunk: int | None = None
+    diag: torch.Tensor,
+    lower: torch.Tensor,
+    rhs: torch.Tensor,
+    *,
+    want_cov: bool = False,
+    dense_size: int | None = None,
 ) -> TridiagonalSolution:
-    """Solve H x = rhs by block cyclic reduction, batched over data sets and blocks.
+    """Solve H x = rhs by odd-even block cyclic reduction, batched over data sets and blocks.
 
-    See :func:`_cyclic_reduction`. ``logdet``, ``cov`` and ``lag_one`` are computed only
-    with ``want_cov`` (else None). ``chunk`` is the reduction's k (default
-    :func:`chunk_size`); every k >= 2 gives the same solution.
+    See :func:`_odd_even`. ``logdet``, ``cov`` and ``lag_one`` are computed only with
+    ``want_cov`` (else None). ``dense_size`` (default :data:`DENSE_SIZE`) is the T D at
+    which the reduction stops and solves the rest as one dense matrix; every value gives the
+    same solution.
 
     Raises:
         torch.linalg.LinAlgError: when H is not positive definite to float64 precision.
     """
-    D = rhs.shape[-1]
-    k = chunk_size(D) if chunk is None else int(chunk)
-    if k < 2:
-        raise ValueError(f"chunk must be >= 2, got {chunk}")
     infos: list[torch.Tensor] = []
-    # blocks first: every split is then a view of the leading dimension
-    x, logdet, cov, lag = _cyclic_reduction(
-        diag.transpose(0, 1), lower.transpose(0, 1), rhs.transpose(0, 1).unsqueeze(-1), want_cov, infos, k
+    # blocks first: every split is then a strided view of the leading dimension
+    x, logdet, cov, lag = _odd_even(
+        diag.transpose(0, 1),
+        lower.transpose(0, 1),
+        rhs.transpose(0, 1).unsqueeze(-1),
+        want_cov,
+        infos,
+        DENSE_SIZE if dense_size is None else int(dense_size),
     )
     _check(infos)
     x = x.squeeze(-1).transpose(0, 1)
@@ -190,102 +184,90 @@ def _extract(S: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     return diag, sub
 
 
-def _cyclic_reduction(
+#: the reduction stops, and solves the rest as one dense Cholesky, once T D is at most this
+DENSE_SIZE = 128
+
+
+def _dense_base(diag, lower, rhs, want_cov, infos):
+    """The last level: one dense Cholesky of the whole (T D x T D) system, blocks first."""
+    T, B, D = diag.shape[:3]
+    M = _assemble(diag[None], lower[None])[0]
+    L, info = torch.linalg.cholesky_ex(M)
+    infos.append(info)
+    x = torch.cholesky_solve(rhs.squeeze(-1).transpose(0, 1).reshape(B, T * D, 1), L)
+    x = x.view(B, T, D, 1).transpose(0, 1)
+    if not want_cov:
+        return x, None, None, None
+    cov, lag = _extract(torch.cholesky_inverse(L)[None], T)
+    return x, _logdet_chol(L), _sym(cov[0]), lag[0]
+
+
+def _odd_even(
     diag: torch.Tensor,
     lower: torch.Tensor,
     rhs: torch.Tensor,
     want_cov: bool,
     infos: list[torch.Tensor],
-    k: int,
+    dense_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Block cyclic reduction with chunks of k blocks, blocks first.
+    """Odd-even block cyclic reduction, blocks first, on strided views (no chunk assembly).
 
-    H has diagonal blocks ``diag`` (T, B, D, D) and sub-diagonal blocks
-    ``lower[t] = H_{t+1,t}`` (T-1, B, D, D); ``rhs`` is (T, B, D, 1). The blocks
-    0, k, 2k, ... are kept (the separators s_c = c k); the k - 1 blocks between two
-    separators form chunk c, whose interior is one dense SPD block M_c. (T is padded to
-    n k + 1 with identity blocks that couple to nothing.) One level eliminates every
-    chunk at once: with E_c^l, E_c^r the chunk's couplings to s_c and s_{c+1} (the
-    sub-diagonal blocks H_{ck+1,ck} in the chunk's first rows and H_{s_{c+1},s_{c+1}-1}^T
-    in its last rows) and
+    H has diagonal blocks ``diag`` (T, B, D, D) and sub-diagonal blocks ``lower[t] = H_{t+1,t}``
+    (T-1, B, D, D); ``rhs`` is (T, B, D, 1). O(log T) levels, each a handful of batched operations. The even blocks
+    s_c = 2c are the separators and each odd block i = 2c + 1 is eliminated alone
+    (T is padded to odd length with an identity block that couples to nothing): with
+    M_i = H_ii^{-1} (:func:`_spd_inverse`), Kl = H_{i,i-1}, Kr = H_{i+1,i},
 
-        A_c = M_c^{-1} E_c^l,   C_c = M_c^{-1} E_c^r,   a_c = M_c^{-1} h_c,
+        [A, C, a] = M_i [Kl, Kr^T, h_i],
+        H'_{s_c} = H_{s_c} - Kl_c^T A_c - Kr_{c-1} C_{c-1},   H'_{s_{c+1}, s_c} = -Kr_c A_c,
+        h'_{s_c} = h_{s_c} - Kl_c^T a_c - Kr_{c-1} a_{c-1},
 
-    the separators' Schur complement is block tridiagonal again:
-
-        H'_{s_c} = H_{s_c} - E_c^{lT} A_c - E_{c-1}^{rT} C_{c-1},   H'_{s_{c+1}, s_c} = -E_c^{rT} A_c,
-        h'_{s_c} = h_{s_c} - E_c^{lT} a_c - E_{c-1}^{rT} a_{c-1},
-
-    and is solved the same way (about log_k T levels; at most k blocks are solved as one
-    dense matrix). Back substitution gives the interiors x_c = a_c - A_c x_{s_c} - C_c x_{s_{c+1}}
-    and, with ``want_cov``, the blocks of H^{-1}: with S the separators' covariance,
-
-        X_c = Cov(x_c, (x_{s_c}, x_{s_{c+1}})) = -[A_c, C_c] S_pair,   Cov(x_c) = M_c^{-1} - X_c [A_c, C_c]^T.
-
-    log det H is the sum of log det M_c over the chunks of every level plus the last
-    dense block's. k = 2 is the classic odd-even reduction.
+    then x_i = a - A x_{s_c} - C x_{s_{c+1}} and, with S_pair the separators' pair covariance,
+    Cov(x_i, (x_{s_c}, x_{s_{c+1}})) = -[A, C] S_pair and Cov(x_i) = M_i + [A, C] S_pair [A, C]^T.
+    The recursion stops once T D <= ``dense_size`` (or T <= 2); log det H is the sum of the
+    log det H_ii of every level plus the last dense block's.
 
     Returns:
         (x (T, B, D, 1), log det H (B,), the blocks (H^{-1})_{tt} (T, B, D, D),
         the blocks (H^{-1})_{t+1,t} (T-1, B, D, D)); the last three None without ``want_cov``.
     """
     T, B, D = diag.shape[:3]
-    if T <= k:  # the last level: one dense Cholesky of the whole (T D x T D) system
-        M = _assemble(diag[None], lower[None])[0]
-        L, info = torch.linalg.cholesky_ex(M)
-        infos.append(info)
-        x = torch.cholesky_solve(rhs.squeeze(-1).transpose(0, 1).reshape(B, T * D, 1), L)
-        x = x.view(B, T, D, 1).transpose(0, 1)
-        if not want_cov:
-            return x, None, None, None
-        cov, lag = _extract(torch.cholesky_inverse(L)[None], T)
-        return x, _logdet_chol(L), _sym(cov[0]), lag[0]
-    m = k - 1
-    n = -(-(T - 1) // k)  # chunks
-    pad = n * k + 1 - T
-    if pad:
-        eye = torch.eye(D, dtype=diag.dtype, device=diag.device).expand(pad, B, D, D)
+    if T <= 2 or T * D <= dense_size:
+        return _dense_base(diag, lower, rhs, want_cov, infos)
+    if T % 2 == 0:
+        eye = torch.eye(D, dtype=diag.dtype, device=diag.device).expand(1, B, D, D)
         diag = torch.cat([diag, eye])
-        lower = torch.cat([lower, lower.new_zeros(pad, B, D, D)])
-        rhs = torch.cat([rhs, rhs.new_zeros(pad, B, D, 1)])
-    d = diag[:-1].view(n, k, B, D, D)
-    lw = lower.view(n, k, B, D, D)
-    r = rhs[:-1].view(n, k, B, D, 1)
-    Kl = lw[:, 0]  # H_{ck+1, ck}
-    Kr = lw[:, k - 1]  # H_{(c+1)k, (c+1)k-1}
-    L, info = torch.linalg.cholesky_ex(_assemble(d[:, 1:], lw[:, 1 : k - 1]))
-    infos.append(info)
-    E = diag.new_zeros(n, B, m, D, 2 * D + 1)
-    E[:, :, 0, :, :D] = Kl
-    E[:, :, m - 1, :, D : 2 * D] = Kr.transpose(-1, -2)
-    E[:, :, :, :, 2 * D :] = r[:, 1:].transpose(1, 2)
-    X = torch.cholesky_solve(E.view(n, B, m * D, 2 * D + 1), L)  # [A_c, C_c, a_c]
-    Xv = X.view(n, B, m, D, 2 * D + 1)
-    first, last = Xv[:, :, 0], Xv[:, :, m - 1]
-    He = torch.cat([torch.cat([d[:, 0], diag[-1:]]), torch.cat([r[:, 0], rhs[-1:]])], -1)  # (n+1, B, D, D+1)
-    He[:n] -= Kl.transpose(-1, -2) @ torch.cat([first[..., :D], first[..., 2 * D :]], -1)
-    He[1:] -= Kr @ last[..., D:]
-    lower_s = -(Kr @ last[..., :D])
-    xs, logdet_s, Ss, Cs = _cyclic_reduction(He[..., :D], lower_s, He[..., D:], want_cov, infos, k)
+        lower = torch.cat([lower, lower.new_zeros(1, B, D, D)])
+        rhs = torch.cat([rhs, rhs.new_zeros(1, B, D, 1)])
+    Tp = diag.shape[0]
+    n = Tp // 2  # interiors; n + 1 separators
+    Kl, Kr = lower[0::2], lower[1::2]  # H_{2c+1,2c}, H_{2c+2,2c+1}
+    Mi, logdet_i = _spd_inverse(diag[1::2], infos, logdet=want_cov)
+    X = Mi @ torch.cat([Kl, Kr.transpose(-1, -2), rhs[1::2]], -1)  # [A, C, a], (n, B, D, 2D+1)
+    KlX = Kl.transpose(-1, -2) @ X
+    KrX = Kr @ X
+    Hh = torch.cat([diag[0::2], rhs[0::2]], -1)  # (n+1, B, D, D+1)
+    Hh[:n, ..., :D] -= KlX[..., :D]
+    Hh[:n, ..., D:] -= KlX[..., 2 * D :]
+    Hh[1:, ..., :D] -= KrX[..., D : 2 * D]
+    Hh[1:, ..., D:] -= KrX[..., 2 * D :]
+    xs, logdet_s, Ss, Cs = _odd_even(Hh[..., :D], -KrX[..., :D], Hh[..., D:], want_cov, infos, dense_size)
     AC = X[..., : 2 * D]
-    x_int = X[..., 2 * D :] - AC @ torch.cat([xs[:n], xs[1:]], -2)  # (n, B, mD, 1)
-    x = torch.cat([xs[:n, None], x_int.view(n, B, m, D, 1).transpose(1, 2)], 1).reshape(n * k, B, D, 1)
-    x = torch.cat([x, xs[n:]])[:T]
+    x = diag.new_empty(Tp, B, D, 1)
+    x[0::2] = xs
+    x[1::2] = X[..., 2 * D :] - AC @ torch.cat([xs[:n], xs[1:]], -2)
     if not want_cov:
-        return x, None, None, None
-    logdet = logdet_s + _logdet_chol(L).sum(0)
-    S_pair = torch.cat(
-        [torch.cat([Ss[:n], Cs.transpose(-1, -2)], -1), torch.cat([Cs, Ss[1:]], -1)], -2
-    )  # Cov((x_{s_c}, x_{s_{c+1}}))
-    cross = -(AC @ S_pair)  # [Cov(x_c, x_{s_c}), Cov(x_c, x_{s_{c+1}})], (n, B, mD, 2D)
-    cov_int, lag_int = _extract(torch.cholesky_inverse(L) - cross @ AC.transpose(-1, -2), m)
-    cov = torch.cat([Ss[:n, None], _sym(cov_int)], 1).reshape(n * k, B, D, D)
-    cov = torch.cat([cov, Ss[n:]])[:T]
-    cv = cross.view(n, B, m, D, 2 * D)
-    lag = torch.cat(
-        [cv[:, :, 0, :, :D][:, None], lag_int, cv[:, :, m - 1, :, D:].transpose(-1, -2)[:, None]], 1
-    ).reshape(n * k, B, D, D)[: T - 1]
-    return x, logdet, cov, lag
+        return x[:T], None, None, None
+    logdet = logdet_s + logdet_i.sum(0)
+    S_pair = torch.cat([torch.cat([Ss[:n], Cs.transpose(-1, -2)], -1), torch.cat([Cs, Ss[1:]], -1)], -2)
+    cross = -(AC @ S_pair)  # [Cov(x_i, x_{s_c}), Cov(x_i, x_{s_{c+1}})], (n, B, D, 2D)
+    cov = diag.new_empty(Tp, B, D, D)
+    cov[0::2] = Ss
+    cov[1::2] = _sym(Mi - cross @ AC.transpose(-1, -2))
+    lag = diag.new_empty(Tp - 1, B, D, D)
+    lag[0::2] = cross[..., :D]
+    lag[1::2] = cross[..., D:].transpose(-1, -2)
+    return x[:T], logdet, cov[:T], lag[: T - 1]
 
 
 def solve_tridiagonal_sequential(
@@ -336,7 +318,7 @@ def solve_tridiagonal_sequential(
 SOLVERS = {"parallel": solve_tridiagonal, "sequential": solve_tridiagonal_sequential}
 
 #: on a CPU, blocks of at least this size are solved sequentially (see :func:`choose_solver`)
-SEQUENTIAL_MIN_D = 40
+SEQUENTIAL_MIN_D = 105
 
 
 def choose_solver(D: int, device: torch.device) -> str:
@@ -344,10 +326,10 @@ def choose_solver(D: int, device: torch.device) -> str:
 
     Cyclic reduction does about twice the arithmetic of forward elimination but in
     O(log T) sequential steps. On a GPU, and on a CPU for small blocks (where each step
-    costs its dispatch, not its arithmetic), that wins; on a CPU with D >= 40 the
-    arithmetic dominates and the sequential solver is faster (measured on a 2-core CPU,
-    T = 50: equal at D = 36, 1.4x at D = 55, 1.7-2.1x at D = 78 and 105;
-    ``benchmarks/RESULTS.md``). Both give the same solution to rounding.
+    costs its dispatch, not its arithmetic), that wins; on a CPU the two meet at about
+    D = 105 (measured on a 2-core CPU, T = 50, solve / solve with covariances: 3.0x / 3.0x
+    faster at D = 21, 1.7x / 2.0x at D = 36, 1.3x / 1.5x at D = 55, 1.4x / 1.0x at D = 78,
+    1.0x / 1.0x at D = 105). Both give the same solution to rounding.
     """
     return "sequential" if device.type == "cpu" and D >= SEQUENTIAL_MIN_D else "parallel"
 
