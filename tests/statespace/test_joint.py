@@ -46,7 +46,7 @@ _STOPPED = [functools.partial(solve_tridiagonal, dense_size=s) for s in (0, 12, 
 @pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 7, 8, 13, 33])
 @pytest.mark.parametrize("solver", [solve_tridiagonal, solve_tridiagonal_sequential, *_STOPPED])
 def test_block_tridiagonal_solvers_match_dense_inverse(T, solver, device):
-    """Every solver, and cyclic reduction stopped at T D <= 0 (T <= 2), 12, 48 and the default, against a dense inverse."""
+    """Every solver, and cyclic reduction stopped at T D <= 0 (T <= 2), 12, 48 and the default, vs a dense inverse."""
     B, D = 2, 3
     diag, lower, rhs = _random_tridiagonal(B, T, D, seed=T, device=device)
     sol = solver(diag, lower, rhs, want_cov=True)
