@@ -44,8 +44,8 @@ def main() -> None:
     print("|---|---|---|")
     for D in a.D:
         d, lo, r = _problem(a.T, D)
-        par = [_best_ms(lambda c=c: solve_tridiagonal(d, lo, r, want_cov=c)) for c in (False, True)]
-        seq = [_best_ms(lambda c=c: solve_tridiagonal_sequential(d, lo, r, want_cov=c)) for c in (False, True)]
+        par = [_best_ms(lambda c=c, p=(d, lo, r): solve_tridiagonal(*p, want_cov=c)) for c in (False, True)]
+        seq = [_best_ms(lambda c=c, p=(d, lo, r): solve_tridiagonal_sequential(*p, want_cov=c)) for c in (False, True)]
         print(f"| {D} | {par[0]:.2f} / {par[1]:.2f} | {seq[0]:.2f} / {seq[1]:.2f} |", flush=True)
 
 
