@@ -37,10 +37,8 @@ G_t (a silent neuron) is fine: only H, which contains J, is factorised.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from .filter import _sym
@@ -138,49 +136,24 @@ def solve_tridiagonal(
     return TridiagonalSolution(x, logdet, cov.transpose(0, 1), lag.transpose(0, 1))
 
 
-@lru_cache(maxsize=64)
-def _assembly_index(n: int, m: int) -> np.ndarray:
-    """Index into the pool [diagonal blocks; sub-diagonal blocks; their transposes; a zero block].
-
-    Entry [c, a, b] names block (a, b) of chunk c's dense m x m block matrix.
-    """
-    c, a, b = np.meshgrid(np.arange(n), np.arange(m), np.arange(m), indexing="ij")
-    zero = n * m + 2 * n * (m - 1)
-    idx = np.full((n, m, m), zero, dtype=np.int64)
-    on = a == b
-    idx[on] = (c * m + a)[on]
-    below = a == b + 1
-    idx[below] = (n * m + c * (m - 1) + b)[below]
-    above = b == a + 1
-    idx[above] = (n * m + n * (m - 1) + c * (m - 1) + a)[above]
-    return idx
+def _assemble(diag: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
+    """The dense (B, T D, T D) matrix of blocks ``diag`` (T, B, D, D) and ``lower`` (T-1, B, D, D)."""
+    T, B, D = diag.shape[:3]
+    M = diag.new_zeros(B, T, D, T, D)
+    M.diagonal(dim1=1, dim2=3).copy_(diag.permute(1, 2, 3, 0))
+    if T > 1:
+        M.diagonal(offset=-1, dim1=1, dim2=3).copy_(lower.permute(1, 2, 3, 0))
+        M.diagonal(offset=1, dim1=1, dim2=3).copy_(lower.permute(1, 3, 2, 0))
+    return M.view(B, T * D, T * D)
 
 
-def _assemble(dblk: torch.Tensor, lblk: torch.Tensor) -> torch.Tensor:
-    """Dense block-tridiagonal matrices from blocks: (n, m, B, D, D) and (n, m-1, B, D, D) -> (n, B, mD, mD)."""
-    n, m, B, D = dblk.shape[:4]
-    if m == 1:
-        return dblk[:, 0]
-    pool = torch.cat(
-        [
-            dblk.reshape(n * m, B, D, D),
-            lblk.reshape(n * (m - 1), B, D, D),
-            lblk.transpose(-1, -2).reshape(n * (m - 1), B, D, D),
-            dblk.new_zeros(1, B, D, D),
-        ]
-    )
-    idx = torch.as_tensor(_assembly_index(n, m), device=dblk.device).flatten()
-    G = pool[idx].view(n, m, m, B, D, D)
-    return G.permute(0, 3, 1, 4, 2, 5).reshape(n, B, m * D, m * D)
-
-
-def _extract(S: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The diagonal (n, m, B, D, D) and sub-diagonal (n, m-1, B, D, D) blocks of (n, B, mD, mD) matrices."""
-    n, B, mD = S.shape[:3]
-    D = mD // m
-    S6 = S.view(n, B, m, D, m, D)
-    diag = S6.diagonal(dim1=2, dim2=4).permute(0, 4, 1, 2, 3)
-    sub = S6.diagonal(offset=-1, dim1=2, dim2=4).permute(0, 4, 1, 2, 3)
+def _extract(S: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The diagonal (T, B, D, D) and sub-diagonal (T-1, B, D, D) blocks of (B, T D, T D) matrices."""
+    B, TD = S.shape[:2]
+    D = TD // T
+    S5 = S.view(B, T, D, T, D)
+    diag = S5.diagonal(dim1=1, dim2=3).permute(3, 0, 1, 2)
+    sub = S5.diagonal(offset=-1, dim1=1, dim2=3).permute(3, 0, 1, 2)
     return diag, sub
 
 
@@ -191,15 +164,15 @@ DENSE_SIZE = 128
 def _dense_base(diag, lower, rhs, want_cov, infos):
     """The last level: one dense Cholesky of the whole (T D x T D) system, blocks first."""
     T, B, D = diag.shape[:3]
-    M = _assemble(diag[None], lower[None])[0]
+    M = _assemble(diag, lower)
     L, info = torch.linalg.cholesky_ex(M)
     infos.append(info)
     x = torch.cholesky_solve(rhs.squeeze(-1).transpose(0, 1).reshape(B, T * D, 1), L)
     x = x.view(B, T, D, 1).transpose(0, 1)
     if not want_cov:
         return x, None, None, None
-    cov, lag = _extract(torch.cholesky_inverse(L)[None], T)
-    return x, _logdet_chol(L), _sym(cov[0]), lag[0]
+    cov, lag = _extract(torch.cholesky_inverse(L), T)
+    return x, _logdet_chol(L), _sym(cov), lag
 
 
 def _odd_even(
