@@ -467,11 +467,13 @@ def plot_thermodynamics(
             raise ValueError(f"ax must be a sequence of {len(_THERMO_PANELS)} Axes; got {axes.size}")
         fig = axes[0].figure
     for k, (a, (title, qs)) in enumerate(zip(axes, _THERMO_PANELS, strict=True)):
-        for q in qs:
+        for j, q in enumerate(qs):
             val, lo, hi = series[q]
-            color = _series(a, x, val, lo, hi, label=_THERMO_LABELS[q])
+            # one bin: the panel's quantities side by side, so that S1 and S2 do not hide each other
+            xq = x + 0.15 * (j - (len(qs) - 1) / 2) if T[0] == 1 else x
+            color = _series(a, xq, val, lo, hi, label=_THERMO_LABELS[q])
             if q in true_series:
-                a.plot(x, true_series[q], linestyle="--", color=color, marker="x" if T[0] == 1 else None)
+                a.plot(xq, true_series[q], linestyle="--", color=color, marker="x" if T[0] == 1 else None)
         a.set_title(title)
         a.set_ylabel(_THERMO_YLABELS[title])
         if not created or k >= 2:  # the top row of the 2 x 2 grid shares the bottom row's time axis

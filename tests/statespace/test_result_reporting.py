@@ -51,3 +51,16 @@ def test_max_iter_counts_em_iterations(spikes):
     with pytest.warns(ti.FitWarning, match="max_iter=5"):
         result = ti.fit(spikes, 2, max_iter=5, tol=1e-14, progress=False)
     assert result.iterations == 5 and len(result.mll_list) == result.iterations + 1
+
+
+@pytest.mark.parametrize("stop", ["converged", "em", "ssll", "mll"])
+def test_every_stopping_rule_counts_iterations_alike(spikes, stop):
+    """max_iter=3 runs three iterations under every rule; mll_list opens with the first E-step's l."""
+    first = ti.fit(spikes, 2, max_iter=1, tol=1e-14, stop=stop, progress=False) if stop != "mll" else None
+    with pytest.warns(ti.FitWarning, match="max_iter=3"):
+        result = ti.fit(spikes, 2, max_iter=3, tol=1e-14, stop=stop, progress=False)
+    assert result.iterations == 3 and len(result.mll_list) == 4
+    zero = ti.fit(spikes, 2, mstep=False, stop=stop, progress=False)  # l at the starting hyperparameters
+    assert result.mll_list[0] == pytest.approx(zero.mll, rel=1e-10)
+    if first is not None:  # the first iteration is the same whatever max_iter is
+        assert result.mll_list[:2] == pytest.approx(first.mll_list, rel=1e-10)

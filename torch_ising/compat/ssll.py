@@ -100,7 +100,8 @@ class EMData:
         self.theta_f = _np(result.theta_f)
         self.sigma_f = _np(result.sigma_f)
         self.mll = float(result.mll)
-        self.mll_list = [float(v) for v in result.mll_list]
+        # the published list has one l per iteration; torch_ising's opens with the first E-step's
+        self.mll_list = [float(v) for v in result.mll_list[1:]] if result.iterations else [float(result.mll)]
         self.N, self.D, self.T, self.R = int(result.N), int(result.D), int(result.T), int(result.R)
         self.order = int(result.order)
         self.window = int(result.window)

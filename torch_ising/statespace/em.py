@@ -388,8 +388,7 @@ def run_em(
     if opts.stop == "ssll":
         # The published loop: E-step, M-step, then l from that E-step's filter with the
         # new prior mean mu (as the published library computes it); stop when
-        # (l_prev - l) / l_prev < 1e-4.
-        history.clear()
+        # (l_prev - l) / l_prev < 1e-4. history[0] is the first E-step's l, as for every rule.
         prev = None
         if resume is not None:
             prev = resume.mll.to(es.mll)
@@ -613,7 +612,7 @@ def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOpt
         fun,
         x0,
         tol=opts.tol,
-        max_eval=opts.max_iter,
+        max_eval=opts.max_iter + 1,  # the first evaluation, at x0, is the E-step already in the history
         direction0=direction0,
         on_eval=lambda x, f: _report_eval(x, f),
     )
