@@ -392,7 +392,7 @@ def fit_option_probes() -> list[Probe]:
             else:
                 probes.append(
                     Probe(f"fit({arg}={bad})", "input",
-                          lambda a=arg, v=value: ti.fit(x, 2, progress=False, max_iter=3, **{a: v}), arg)
+                          lambda a=arg, v=value: ti.fit(x, 2, **{"progress": False, "max_iter": 3, a: v}), arg)
                 )  # fmt: skip
     return probes
 

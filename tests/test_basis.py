@@ -85,3 +85,18 @@ def test_error_names_argument():
         basis.sufficient_stats(np.full((2, 3, 2), 2), 2)
     with pytest.raises(ValueError, match="window"):
         basis.sufficient_stats(np.zeros((3, 2, 2)), 2, window=0)
+
+
+def test_index_tensors_are_fresh_copies():
+    """Editing a returned index tensor in place leaves the next call (and every cache) as it was."""
+    want = np.array([sum(1 << i for i in s) for s in bf_subsets(4, 2)])
+    for _ in range(2):
+        m = basis.subset_masks(4, 2)
+        np.testing.assert_array_equal(m.numpy(), want)
+        m.fill_(-1)
+        o = basis.or_index(4, 2)
+        np.testing.assert_array_equal(o.numpy(), want[:, None] | want[None, :])
+        o.fill_(-1)
+        s = basis.seed_order_masks(4)
+        np.testing.assert_array_equal(np.sort(s.numpy()), np.arange(16))
+        s.fill_(-1)

@@ -82,8 +82,10 @@ def test_likelihood_gain_brute_force():
 
 def test_compare_orders_validation():
     spikes = torch.zeros(5, 4, 3, dtype=torch.uint8)
-    with pytest.raises(ValueError, match="order must be <= N"):
+    with pytest.raises(ValueError, match=r"^orders must lie in 1..N = 1..3; got \[4\]"):
         compare_orders(spikes, orders=(1, 4))
+    with pytest.raises(ValueError, match=r"^orders must lie in 1..N = 1..3; got \[0\]"):
+        compare_orders(spikes, orders=(0, 1))
     with pytest.raises(ValueError, match="must not repeat"):
         compare_orders(spikes, orders=(2, 2))
     with pytest.raises(ValueError, match="at least one"):

@@ -147,3 +147,19 @@ def test_memory_refusal_for_swapped_axes_points_at_the_transpose():
     spikes = np.zeros((2, 5, 100), dtype=np.uint8)  # (T, N, R) passed where (T, R, N) is expected
     with pytest.raises(moments.ExactMemoryError, match="transpose"):
         fit(spikes, progress=False)
+
+
+def test_index_caches_built_in_inference_mode_serve_autograd_later():
+    """The moments' cached indices and zeta matrices, first built inside inference mode (as the joint
+    E-step runs), still let autograd differentiate psi afterwards; the gradient is eta (brute force)."""
+    for f in (moments._indices, moments._zeta_factors, moments._zeta_matrix, moments.transform_operator):
+        f.cache_clear()
+    theta = torch.randn(3, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        moments.moments(theta, 4, 2)
+        moments.fisher_from_joint_trusted(torch.rand(3, 16, dtype=torch.float64), 4, 2)
+        moments.transform_operator(4, True, torch.float64, theta.device)
+    th = theta.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(moments.log_partition(th, 4, 2).sum(), th)
+    for b in range(3):
+        np.testing.assert_allclose(grad[b].numpy(), brute_force(theta[b].numpy(), 4, 2)["eta"], rtol=0, atol=1e-12)

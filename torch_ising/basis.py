@@ -65,8 +65,8 @@ def _subset_masks_np(N: int, order: int) -> np.ndarray:
 
 
 def subset_masks(N: int, order: int = 2, device: torch.device | str | None = None) -> torch.Tensor:
-    """Bit masks of the interaction subsets, shape (D,), int64."""
-    return torch.from_numpy(_subset_masks_np(N, order)).to(device)
+    """Bit masks of the interaction subsets, shape (D,), int64 (a fresh tensor: editing it changes no cache)."""
+    return torch.tensor(_subset_masks_np(N, order), device=device)
 
 
 @lru_cache(maxsize=16)
@@ -87,9 +87,9 @@ def _or_index_np(N: int, order: int) -> np.ndarray:
 def or_index(N: int, order: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Matrix of ``mask(S) | mask(T)`` over pairs of subsets, shape (D, D).
 
-    Used to read the Fisher matrix G[S, T] = q[mask(S) | mask(T)] - eta_S eta_T.
+    Used to read the Fisher matrix G[S, T] = q[mask(S) | mask(T)] - eta_S eta_T. A fresh tensor.
     """
-    return torch.from_numpy(_or_index_np(N, order)).to(device)
+    return torch.tensor(_or_index_np(N, order), device=device)
 
 
 @lru_cache(maxsize=8)
@@ -111,9 +111,9 @@ def _seed_order_np(N: int) -> np.ndarray:
 def seed_order_masks(N: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Masks of the 2^N patterns listed in the seed order, shape (2^N,).
 
-    ``p_seed = p_mask[..., seed_order_masks(N)]`` converts mask order to seed order.
+    ``p_seed = p_mask[..., seed_order_masks(N)]`` converts mask order to seed order. A fresh tensor.
     """
-    return torch.from_numpy(_seed_order_np(N)).to(device)
+    return torch.tensor(_seed_order_np(N), device=device)
 
 
 def mask_to_seed(v: torch.Tensor, N: int) -> torch.Tensor:

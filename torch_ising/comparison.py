@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ._validation import as_tensor, check_N_order, check_positive_int, check_spikes
+from ._validation import as_tensor, check_positive_int, check_spikes
 
 __all__ = [
     "Q_PARAMETERS",
@@ -212,8 +212,9 @@ def compare_orders(spikes: Any, orders: Sequence[int] = (1, 2, 3), **fit_kwargs:
         raise ValueError("orders must hold at least one interaction order")
     if len(set(orders)) != len(orders):
         raise ValueError(f"orders must not repeat; got {orders}")
-    for o in orders:
-        check_N_order(N, o)
+    bad = [o for o in orders if not 1 <= o <= N]
+    if bad:
+        raise ValueError(f"orders must lie in 1..N = 1..{N}; got {bad} in {orders}")
     fit_kwargs.setdefault("progress", False)
     results, mlls, ks = [], [], []
     for o in orders:

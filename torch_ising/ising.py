@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from . import moments as _m
-from ._validation import as_tensor, check_N_order, check_spikes, check_theta, n_params
+from ._validation import as_tensor, as_theta, check_N_order, check_spikes, check_theta, n_params
 from .basis import sufficient_stats
 from .newton import newton_ascent
 
@@ -122,9 +122,7 @@ class Ising(nn.Module):
     @classmethod
     def from_theta(cls, theta: Any, N: int, order: int = 2) -> Ising:
         """Build a model whose ``theta`` is a copy of ``theta`` (..., D)."""
-        t = as_tensor(theta)
-        if not t.is_floating_point():
-            t = t.to(torch.float64)
+        t = as_theta(theta)
         N, order = check_N_order(N, order)
         check_theta(t, N, order)
         model = cls(N, order, tuple(t.shape[:-1]), dtype=t.dtype, device=t.device)

@@ -209,9 +209,10 @@ def _zeta_factors(N: int, dtype: torch.dtype, device: torch.device) -> tuple[tor
     if N <= 1 or N > (KRONECKER_MAX_N_CPU if device.type == "cpu" else KRONECKER_MAX_N):
         return ()
     k = N // 2
-    Zl = _zeta_matrix(k, dtype, device)
-    Zh = _zeta_matrix(N - k, dtype, device)
-    return Zh, Zh.T.contiguous(), Zl, Zl.T.contiguous()
+    with torch.inference_mode(False):  # cached: usable by autograd later (see :func:`_zeta_matrix`)
+        Zl = _zeta_matrix(k, dtype, device)
+        Zh = _zeta_matrix(N - k, dtype, device)
+        return Zh, Zh.T.contiguous(), Zl, Zl.T.contiguous()
 
 
 def _transform(v: torch.Tensor, N: int, superset: bool, inplace: bool) -> torch.Tensor:
@@ -247,8 +248,12 @@ def _transform(v: torch.Tensor, N: int, superset: bool, inplace: bool) -> torch.
 
 @lru_cache(maxsize=64)
 def _indices(N: int, order: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(subset masks (D,), or-index (D, D)) on ``device``, built once per N, order, device."""
-    return subset_masks(N, order, device), or_index(N, order, device)
+    """(subset masks (D,), or-index (D, D)) on ``device``, built once per N, order, device.
+
+    Built outside inference mode, so that autograd can later save them (index_add's backward).
+    """
+    with torch.inference_mode(False):
+        return subset_masks(N, order, device), or_index(N, order, device)
 
 
 def _energies_mask(theta: torch.Tensor, N: int, order: int, inplace: bool) -> torch.Tensor:
@@ -484,8 +489,9 @@ def transform_operator(
     Z[a, b] = [a subset of b] (subset sums v Z, superset sums v Z^T).
     """
     if 2 <= N <= DENSE_ZETA_MAX_N:  # one product with the zeta matrix Z[a, b] = [a subset of b]
-        Z = _zeta_matrix(N, dtype, device)
-        Z = Z.T.contiguous() if superset else Z
+        with torch.inference_mode(False):  # cached: usable by autograd later
+            Z = _zeta_matrix(N, dtype, device)
+            Z = Z.T.contiguous() if superset else Z
         return lambda v: torch.matmul(v, Z)
     if _zeta_factors(N, dtype, device):
         return lambda v: _transform(v, N, superset=superset, inplace=False)

@@ -140,6 +140,15 @@ class _Progress:
         sys.stderr.flush()
 
 
+def _no_state_noise(state_cov: Any) -> bool:
+    """Whether ``state_cov`` asks for no state noise (None or 0); refuses what is not numeric."""
+    if state_cov is None:
+        return True
+    if isinstance(state_cov, (str, bytes)):
+        raise ValueError(f"state_cov must be a number, a length-D vector or a (D, D) matrix; got {state_cov!r}")
+    return np.ndim(state_cov) == 0 and float(state_cov) == 0.0
+
+
 def _parse_state_cov(
     state_cov: Any, D: int, N: int, B: int, T: int, dtype, device, diagonal: bool = False
 ) -> tuple[str, torch.Tensor, bool]:
@@ -148,7 +157,7 @@ def _parse_state_cov(
         q_form, d, learn = _parse_state_cov_diag(state_cov, D, N, T, dtype, device)
         return q_form, d.expand(B, D).clone(), learn
     eye = torch.eye(D, dtype=dtype, device=device)
-    if state_cov is None or (np.ndim(state_cov) == 0 and float(state_cov) == 0.0):
+    if _no_state_noise(state_cov):
         if T > 1:
             raise ValueError("state_cov=None/0 (no state noise) is only allowed with T = 1 or stationary=True")
         return "scalar", (0.01 * eye).expand(B, D, D).clone(), False
@@ -185,7 +194,7 @@ def _parse_state_cov(
 
 def _parse_state_cov_diag(state_cov: Any, D: int, N: int, T: int, dtype, device) -> tuple[str, torch.Tensor, bool]:
     """The diagonal of Q0 (D,) for diagonal-covariance (approximate) fits; a full matrix is refused."""
-    if state_cov is None or (np.ndim(state_cov) == 0 and float(state_cov) == 0.0):
+    if _no_state_noise(state_cov):
         if T > 1:
             raise ValueError("state_cov=None/0 (no state noise) is only allowed with T = 1 or stationary=True")
         return "scalar", torch.full((D,), 0.01, dtype=dtype, device=device), False

@@ -378,7 +378,9 @@ def _read_result_file(path: Path, names: set[str], device: Any, max_bytes: int |
             kwargs[k] = float(a)
         else:
             kwargs[k] = torch.from_numpy(a).to(device)
-    if "converged" not in kwargs and isinstance(meta.get("converged"), bool):
+    if "converged" not in kwargs:
+        if not isinstance(meta.get("converged"), bool):
+            raise fail(f"converged must be true or false, got {meta.get('converged')!r}")
         kwargs["converged"] = meta["converged"]
     if "mll" not in kwargs:
         if isinstance(meta.get("mll"), bool) or not isinstance(meta.get("mll"), (int, float)):
