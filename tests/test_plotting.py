@@ -137,6 +137,12 @@ def test_plot_mll():
     np.testing.assert_allclose(line.get_ydata(), mll)
     np.testing.assert_allclose(line.get_xdata(), np.arange(4))
     assert ax.get_xlabel() == "EM iteration" and ax.get_ylabel() == "log marginal likelihood"
+    (inset,) = ax.child_axes  # the distance to the best l, on a log scale
+    (gap,) = inset.get_lines()
+    np.testing.assert_allclose(gap.get_ydata(), [24.8, 4.8, 0.3], rtol=1e-12)
+    np.testing.assert_allclose(gap.get_xdata(), [0, 1, 2])
+    assert inset.get_yscale() == "log"
+    assert not plot_mll([-600.0, -575.2])[1].child_axes  # too few points for an inset
     with pytest.raises(ValueError, match="mll_list"):
         plot_mll([])
 

@@ -379,16 +379,28 @@ def plot_mll(mll_list: Any, *, ax: Axes | None = None) -> tuple[Figure, Axes]:
         mll_list: the record of l per EM iteration (``StateSpaceResult.mll_list``), shape (n,).
         ax: Axes to draw into.
 
+    The first iterations usually gain far more than the later ones, which then look flat; an
+    inset shows max_k l_k - l_k on a log scale, where the convergence of the later
+    iterations is visible (drawn when at least three values are below the largest).
+
     Returns:
-        (fig, ax): one line with n points.
+        (fig, ax): one line with n points in ``ax`` (the inset is a child of ``ax``).
     """
     m = _np(mll_list).astype(float)
     if m.ndim != 1 or m.size == 0:
         raise ValueError(f"mll_list must be a non-empty 1-D sequence; got shape {m.shape}")
     fig, ax = _fig_ax(ax, (5.0, 3.0))
-    ax.plot(np.arange(m.size), m, marker="." if m.size <= 200 else None)
+    it = np.arange(m.size)
+    ax.plot(it, m, marker="." if m.size <= 200 else None)
     ax.set_xlabel("EM iteration")
     ax.set_ylabel("log marginal likelihood")
+    gap = m.max() - m
+    keep = gap > 0
+    if keep.sum() >= 3:
+        inset = ax.inset_axes((0.45, 0.12, 0.5, 0.45))
+        inset.semilogy(it[keep], gap[keep], marker="." if m.size <= 200 else None, color="C1")
+        inset.set_title("$\\max\\, l - l$", fontsize="small")
+        inset.tick_params(labelsize="x-small")
     return fig, ax
 
 
