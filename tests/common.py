@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
+from torch_ising import FitWarning
+
 PARITY_DIR = Path(__file__).parent / "data" / "parity"
+
+# fragments of the FitWarning messages (regular expressions searched in the message)
+MAX_ITER = "stopped after max_iter"  # EM ran out of iterations before its stopping rule was met
+NEVER_FIRE = "never fire"  # a statistic is 0 in every bin (a silent neuron, a pair that never fires together)
+ALWAYS_FIRE = "in every trial of every bin"  # a statistic is 1 in every bin
+EXPLOSIVE_F = "spectral radius"  # a learned F with spectral radius > 1
+
+
+@contextlib.contextmanager
+def fit_warns(*patterns: str) -> Iterator[None]:
+    """Expect one FitWarning per pattern (a regex searched in its message), e.g. ``fit_warns(MAX_ITER, NEVER_FIRE)``.
+
+    The ``pytest.warns`` checks nest, so each pattern must be met by a warning of its own (a pattern met by
+    no warning fails the test); a warning that no pattern matches is re-emitted (pytest >= 8) and still
+    shows. With no patterns nothing is expected (for a call whose warnings depend on a parameter).
+    """
+    with contextlib.ExitStack() as stack:
+        for pattern in patterns:
+            stack.enter_context(pytest.warns(FitWarning, match=pattern))
+        yield
 
 
 def bf_subsets(N: int, O: int) -> list[tuple[int, ...]]:

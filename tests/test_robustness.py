@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import torch_ising as ti
+from tests.common import MAX_ITER, NEVER_FIRE, fit_warns
 from torch_ising.basis import subsets
 
 # --------------------------------------------------------------------------- brute force
@@ -105,7 +106,8 @@ def test_fit_with_silent_and_always_firing_neurons_has_finite_thermodynamics():
     x = (torch.rand(20, 8, 4, generator=g) < 0.3).double()
     x[..., 0] = 0.0
     x[..., 1] = 1.0
-    r = ti.fit(x, 2, progress=False, max_iter=30)
+    with fit_warns(MAX_ITER, NEVER_FIRE):
+        r = ti.fit(x, 2, progress=False, max_iter=30)
     th = r.thermodynamics()
     for name, v in th.to_dict().items():
         assert bool(torch.isfinite(v).all()), name
@@ -231,6 +233,7 @@ BAD_FIT_OPTIONS = [
     ("state_ar", float("nan"), "state_ar contains NaN"),
     ("state_cov", float("nan"), "state_cov"),
     ("state_cov", -0.01, "state_cov must be > 0"),
+    ("state_cov", "big", "state_cov must be a number"),
     ("u", "nan", "u contains NaN"),
 ]
 
@@ -272,6 +275,8 @@ def test_moments_conversion_errors_name_theta(case):
     }[case]
     with pytest.raises(ValueError, match="^theta "):
         ti.probs(bad, 3, 1)
+    with pytest.raises(ValueError, match="^theta "):
+        ti.Ising.from_theta(bad, 3, 1)
 
 
 # --------------------------------------------------------------------------- result files
@@ -279,7 +284,8 @@ def test_moments_conversion_errors_name_theta(case):
 
 @pytest.fixture(scope="module")
 def saved_result(tmp_path_factory, small_spikes):
-    r = ti.fit(small_spikes, 2, progress=False, max_iter=5)
+    with fit_warns(MAX_ITER):
+        r = ti.fit(small_spikes, 2, progress=False, max_iter=5)
     path = tmp_path_factory.mktemp("res") / "r.npz"
     r.save(path)
     return r, path
@@ -353,6 +359,7 @@ BAD_FILES = {
     "other_version": (_meta_change("format_version", 99), "version 99"),
     "other_format": (_meta_change("format", "something.else"), "written as 'something.else'"),
     "nan_mll": (_meta_change("mll", float("nan")), "mll is NaN"),
+    "str_converged": (_meta_change("converged", "yes"), "converged must be true or false"),
 }
 
 
@@ -547,14 +554,16 @@ def test_cli_resume_refuses_other_data_or_settings(tmp_path, case):
 
 def test_library_resume_refuses_other_spikes(small_spikes):
     states = []
-    ti.fit(small_spikes, 2, progress=False, max_iter=3, on_state=states.append)
+    with fit_warns(MAX_ITER):
+        ti.fit(small_spikes, 2, progress=False, max_iter=3, on_state=states.append)
     other = 1.0 - small_spikes
     with pytest.raises(ValueError, match="resume: the EMState was made for other data"):
         ti.fit(other, 2, progress=False, max_iter=3, resume=states[-1])
     with pytest.raises(ValueError, match="resume: .*sigma_o: 0.1 in the state, 5.0 now"):
         ti.fit(small_spikes, 2, progress=False, max_iter=3, resume=states[-1], sigma_o=5.0)
     # a state without a fingerprint (older checkpoints) still resumes
-    ti.fit(small_spikes, 2, progress=False, max_iter=3, resume=states[-1]._replace(fingerprint=None))
+    with fit_warns(MAX_ITER):
+        ti.fit(small_spikes, 2, progress=False, max_iter=3, resume=states[-1]._replace(fingerprint=None))
 
 
 def test_two_runs_into_one_directory_at_once(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import torch_ising as ti
-from tests.common import brute_force
+from tests.common import MAX_ITER, brute_force, fit_warns
 from tests.statespace.test_core import GaussianObs, _dense_posterior, _random_problem
 from torch_ising.basis import sufficient_stats
 from torch_ising.statespace import ExactIsing, StateSpaceParams, laplace_filter, log_marginal, smoother
@@ -228,8 +228,11 @@ def test_default_e_step_is_joint_only_for_the_default_rule():
 def test_default_fit_runs_the_joint_e_step(device):
     theta = ti.generate_thetas(3, 2, 12, seed=3)
     spikes = ti.generate_spikes(theta, 40, seed=4)
-    a = ti.fit(spikes, 2, progress=False, max_iter=6, device=device)
-    b = ti.fit(spikes, 2, progress=False, max_iter=6, device=device, estep="joint")
-    c = ti.fit(spikes, 2, progress=False, max_iter=6, device=device, estep="filter")
+    with fit_warns(MAX_ITER):
+        a = ti.fit(spikes, 2, progress=False, max_iter=6, device=device)
+    with fit_warns(MAX_ITER):
+        b = ti.fit(spikes, 2, progress=False, max_iter=6, device=device, estep="joint")
+    with fit_warns(MAX_ITER):
+        c = ti.fit(spikes, 2, progress=False, max_iter=6, device=device, estep="filter")
     assert a.mll == b.mll and torch.equal(a.theta_s, b.theta_s)
     assert a.mll != c.mll

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.common import PARITY_DIR, parity_fit_kwargs
+from tests.common import EXPLOSIVE_F, MAX_ITER, PARITY_DIR, fit_warns, parity_fit_kwargs
 from torch_ising import fit
 
 CASES = [
@@ -115,7 +115,8 @@ def test_full_Q_v5_theta_s_near_published(device):
 def test_learned_F_v6_mll_at_least_published(device):
     # the published F update uses the transpose of Cov(theta_t, theta_{t-1}), so only l is comparable
     d, st, kw = load("v6_autoregF_N4")
-    r = fit(d["spikes"], 2, progress=False, max_iter=300, device=device, **kw)
+    with fit_warns(MAX_ITER, EXPLOSIVE_F):  # a free F: l still grows after 300 iterations, rho(F) > 1
+        r = fit(d["spikes"], 2, progress=False, max_iter=300, device=device, **kw)
     assert r.mll >= float(d["tight__mll"])
 
 
