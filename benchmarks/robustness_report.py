@@ -452,6 +452,7 @@ def data_probes() -> list[Probe]:
         "duplicate_neurons_scalarQ": lambda: ti.fit(dup, 2, progress=False),
         "duplicate_neurons_fullQ": lambda: ti.fit(dup, 2, progress=False, state_cov=0.01 * torch.eye(10)),
         "duplicate_neurons_learnedF": lambda: ti.fit(dup, 2, progress=False, state_ar=1.0),
+        "always_firing_pseudo_tap": lambda: ti.fit(always, 2, progress=False, method="pseudo", eta_method="tap"),
         "all_zero_learnedF": lambda: ti.fit(torch.zeros(30, 5, 4), 2, progress=False, state_ar=1.0),
         "one_trial": lambda: ti.fit(_spikes(30, 1, 4, 0.3, 3), 2, progress=False),
         "one_bin": lambda: ti.fit(_spikes(1, 20, 4, 0.3, 4), 2, progress=False),
