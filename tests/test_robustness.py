@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import torch_ising as ti
-from tests.common import MAX_ITER, NEVER_FIRE, fit_warns
+from tests.common import EXPLOSIVE_F, MAX_ITER, NEVER_FIRE, fit_warns, to_np
 from torch_ising.basis import subsets
 
 # --------------------------------------------------------------------------- brute force
@@ -705,3 +705,26 @@ def test_memory_estimate_bounds_the_measured_peak(N):
         peak, estimate = measure(N, seed_order)
         # an upper bound, and an honest one (not twice what is used)
         assert peak <= estimate <= 2 * peak, (N, seed_order, peak, estimate)
+
+
+@pytest.mark.parametrize("case", ["identical_neurons", "all_zero"])
+def test_learned_F_runaway_stops_early_and_says_why(case):
+    """With a learned F, l can grow without bound as theta_s runs off (MODEL.md 3.3): the fit stops at the
+    first accepted path beyond RUNAWAY_THETA instead of spending max_iter evaluations, and warns why."""
+    from torch_ising.statespace.em import RUNAWAY_THETA
+
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(30, 5, 4, generator=g) < 0.3).double()
+    if case == "identical_neurons":
+        x[..., 1] = x[..., 0]
+        expected = ("run off", EXPLOSIVE_F)
+    else:
+        x = torch.zeros(30, 5, 4)
+        expected = ("run off", EXPLOSIVE_F, NEVER_FIRE)
+    with fit_warns(*expected):
+        r = ti.fit(x, 2, progress=False, state_ar=1.0, max_iter=1000)
+    assert not r.converged and r.iterations < 1000 and len(r.mll_list) == r.iterations + 1
+    assert np.isfinite(r.mll) and np.isfinite(to_np(r.theta_s)).all()
+    # the reported path is the first accepted one beyond the bound, not one far past it
+    assert RUNAWAY_THETA < float(np.abs(to_np(r.theta_s)).max()) < 10 * RUNAWAY_THETA
+    assert np.diff(r.mll_list).min() >= 0  # BFGS accepts only ascent steps

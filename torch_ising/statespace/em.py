@@ -106,6 +106,8 @@ class EMOutcome(NamedTuple):
     iterations: int
     e_steps: int
     converged: torch.Tensor
+    #: why EM stopped before its rule was met, other than max_iter ("" when it was not stopped early)
+    stopped: str = ""
 
 
 def _filter_e_step(obs, params, *, u, theta_init, newton_tol, map_method) -> EStep:
@@ -415,11 +417,12 @@ def run_em(
 
     coords = _Coords(params, opts, diagonal)
     x0 = coords.to_vec(params)
+    stopped = ""
     learned_gain = opts.learn_F or (params.U is not None and u is not None and opts.estep == "filter")
     if opts.stop == "mll" or (opts.stop == "converged" and learned_gain and not diagonal):
         # With a learned F or U, accelerated EM is unreliable (see the module docstring): maximise l directly.
         # A resumed run starts BFGS afresh from the checkpoint (its curvature memory is not kept).
-        x0, es, converged, n_fun = _maximise_mll(
+        x0, es, converged, n_fun, stopped = _maximise_mll(
             obs, es, x0, coords, opts._replace(max_iter=opts.max_iter - start), u, M, E, report, start
         )
         n_e += n_fun
@@ -431,7 +434,7 @@ def run_em(
     final = coords.from_vec(x0)
     if not math.isfinite(float(es.mll.sum())):
         raise FloatingPointError("the marginal likelihood became non-finite during EM")
-    return EMOutcome(final, es, history, it, n_e, converged)
+    return EMOutcome(final, es, history, it, n_e, converged, stopped)
 
 
 def _anderson(
@@ -577,8 +580,21 @@ def _anderson(
     return x0, es, converged, it
 
 
+#: with a learned F, a filtered path beyond |theta| = RUNAWAY_THETA (probabilities below e^-100) stops
+#: the direct maximisation of l: theta_s is running off and l has no finite maximiser
+RUNAWAY_THETA = 100.0
+
+
+class _Runaway(Exception):
+    """Raised by the direct maximisation of l when theta_s runs off: (max |theta|, iterations)."""
+
+
 def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOptions, u, M, E, report, start=0):
-    """Maximise the Laplace l itself over the hyperparameters (batched BFGS, autograd gradient)."""
+    """Maximise the Laplace l itself over the hyperparameters (batched BFGS, autograd gradient).
+
+    Returns:
+        (x, E-step at x, converged (B,), evaluations, why it stopped early: "" or a sentence).
+    """
     if obs.diagonal:
         raise ValueError("stop='mll' needs full covariances (method='exact')")
     if opts.map_method != "newton":
@@ -595,10 +611,11 @@ def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOpt
             (grad,) = torch.autograd.grad(val.sum(), xg)
         if opts.mu_fixed is not None:  # a fixed entry of mu (the first D coordinates) does not move
             grad[:, : coords.D] = grad[:, : coords.D].masked_fill(opts.mu_fixed, 0.0)
-        cache["theta"] = filt.theta_f
+        cache["theta"], cache["x"] = filt.theta_f, x
         return val.detach(), grad
 
     evals = [start]
+    accepted = {"x": x0}
 
     def _report_eval(x: torch.Tensor, f: torch.Tensor) -> None:
         evals[0] += 1
@@ -607,13 +624,27 @@ def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOpt
         B = f.shape[0]
         no = torch.zeros(B, dtype=torch.bool, device=f.device)
         report(k, p, f, lambda: EMState(k, p, cache["theta"], f, no))
+        accepted["x"] = x
+        # cache["theta"] is the filter's path at the point just evaluated; when that point was accepted,
+        # a path beyond RUNAWAY_THETA means l is growing without bound (a learned F, MODEL.md 3.3)
+        if opts.learn_F and torch.equal(x, cache["x"]) and float(cache["theta"].abs().amax()) > RUNAWAY_THETA:
+            raise _Runaway(float(cache["theta"].abs().amax()), k - start)
 
-    x0, _, converged, n_fun = bfgs_maximise(
-        fun,
-        x0,
-        tol=opts.tol,
-        max_eval=opts.max_iter + 1,  # the first evaluation, at x0, is the E-step already in the history
-        direction0=direction0,
-        on_eval=lambda x, f: _report_eval(x, f),
-    )
-    return x0, E(coords.from_vec(x0), cache["theta"]), converged, n_fun
+    try:
+        x0, _, converged, n_fun = bfgs_maximise(
+            fun,
+            x0,
+            tol=opts.tol,
+            max_eval=opts.max_iter + 1,  # the first evaluation, at x0, is the E-step already in the history
+            direction0=direction0,
+            on_eval=lambda x, f: _report_eval(x, f),
+        )
+        stopped = ""
+    except _Runaway as err:
+        x0, n_fun = accepted["x"], err.args[1] + 1
+        converged = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
+        stopped = (
+            f"stopped after {err.args[1]} iterations: the learned F lets theta_s run off (max |theta_s| = "
+            f"{err.args[0]:.3g} > {RUNAWAY_THETA:g}), so l grows without bound and has no finite maximiser"
+        )
+    return x0, E(coords.from_vec(x0), cache["theta"]), converged, n_fun, stopped

@@ -317,7 +317,10 @@ def fit(
             with a learned F or input gain U, direct maximisation of l), "em" (plain EM to the
             fixed point; slow, a reference), "mll" (maximise l directly by BFGS
             with an autograd gradient through the filter) or "ssll" (the
-            published stopping rule, MODEL.md 3.5, which stops early).
+            published stopping rule, MODEL.md 3.5, which stops early). With a
+            learned F, l can grow without bound as theta_s runs off; the direct
+            maximisation then stops at the first accepted path with
+            max |theta_s| > 100 (``em.RUNAWAY_THETA``), unconverged, with a FitWarning.
         stationary: pool all bins into one (T = 1) and fit a MAP estimate
             (MODEL.md 3.6). Its defaults are a fixed prior
             theta ~ N(theta_o = 0, sigma_o = 1 I): mu is not learned
@@ -702,7 +705,9 @@ def _warn_on_outcome(out: Any, max_iter: int, mstep: bool, learn_F: bool) -> Non
     towards +-infinity; a spectral radius rho(F) > 1 is the sign of it.
     """
     conv = out.converged
-    if mstep and not bool(conv.all()):
+    if getattr(out, "stopped", ""):
+        warnings.warn(f"EM {out.stopped}.", FitWarning, stacklevel=user_stacklevel())
+    elif mstep and not bool(conv.all()):
         n = conv.numel()
         which = "" if n == 1 else f" for {int((~conv).sum())} of {n} data sets"
         warnings.warn(
