@@ -728,3 +728,11 @@ def test_learned_F_runaway_stops_early_and_says_why(case):
     # the reported path is the first accepted one beyond the bound, not one far past it
     assert RUNAWAY_THETA < float(np.abs(to_np(r.theta_s)).max()) < 10 * RUNAWAY_THETA
     assert np.diff(r.mll_list).min() >= 0  # BFGS accepts only ascent steps
+
+
+def test_a_stalled_direct_maximisation_says_so_not_max_iter():
+    """stop='mll' on all-zero spikes stalls (no ascent left) long before max_iter; the warning says that."""
+    with fit_warns("found no ascent", NEVER_FIRE):
+        r = ti.fit(torch.zeros(30, 5, 4), 2, progress=False, stop="mll", max_iter=1000)
+    assert not r.converged and r.iterations < 1000 and len(r.mll_list) == r.iterations + 1
+    assert np.isfinite(r.mll) and np.isfinite(to_np(r.theta_s)).all()

@@ -639,7 +639,14 @@ def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOpt
             direction0=direction0,
             on_eval=lambda x, f: _report_eval(x, f),
         )
+        stalled = ~converged
         stopped = ""
+        if bool(stalled.any()) and evals[0] - start < opts.max_iter:  # ended before max_iter, unconverged
+            which = "" if stalled.numel() == 1 else f" for {int(stalled.sum())} of {stalled.numel()} data sets"
+            stopped = (
+                f"stopped after {evals[0] - start} iterations before its stopping rule was met{which}: the "
+                "line search of the direct maximisation of l found no ascent (l is at a round-off plateau)"
+            )
     except _Runaway as err:
         x0, n_fun = accepted["x"], err.args[1] + 1
         converged = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
