@@ -95,7 +95,7 @@ def bfgs_maximise(
     tol: float,
     max_eval: int,
     direction0: torch.Tensor | None = None,
-    on_eval: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+    on_eval: Callable[[torch.Tensor, torch.Tensor], bool | None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Batched BFGS ascent: maximise fun(x) (B,) with gradient, per batch row.
 
@@ -106,7 +106,8 @@ def bfgs_maximise(
         max_eval: most evaluations of ``fun``.
         direction0: an ascent direction to scale the first inverse Hessian
             (e.g. one EM step); by default the gradient.
-        on_eval: called as on_eval(x, value) after each evaluation.
+        on_eval: called as on_eval(x, value) after each evaluation, with the current accepted
+            point; a True return ends the search there.
 
     Returns:
         (x, value, converged (B,), evaluations)
@@ -122,7 +123,8 @@ def bfgs_maximise(
         gam = 1.0 / g.abs().amax(-1).clamp_min(1.0)
     Hinv = eye * gam[:, None, None]
     done = g.abs().amax(-1) < tol
-    while n_eval < max_eval and not bool(done.all()):
+    halt = False
+    while n_eval < max_eval and not bool(done.all()) and not halt:
         d = (Hinv @ g.unsqueeze(-1)).squeeze(-1)
         slope = (g * d).sum(-1)
         bad = slope <= 0
@@ -147,8 +149,8 @@ def bfgs_maximise(
             g_new = torch.where(ok[:, None], gc, g_new)
             accepted = accepted | ok
             if on_eval is not None:
-                on_eval(x_new, f_new)
-            if bool(accepted.all()) or n_eval >= max_eval:
+                halt = bool(on_eval(x_new, f_new))
+            if halt or bool(accepted.all()) or n_eval >= max_eval:
                 break
             step = torch.where(accepted, step, step * 0.5)
         stalled = ~accepted

@@ -585,10 +585,6 @@ def _anderson(
 RUNAWAY_THETA = 100.0
 
 
-class _Runaway(Exception):
-    """Raised by the direct maximisation of l when theta_s runs off: (max |theta|, iterations)."""
-
-
 def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOptions, u, M, E, report, start=0):
     """Maximise the Laplace l itself over the hyperparameters (batched BFGS, autograd gradient).
 
@@ -615,43 +611,44 @@ def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: _Coords, opts: EMOpt
         return val.detach(), grad
 
     evals = [start]
-    accepted = {"x": x0}
+    runaway: dict[str, float] = {}
 
-    def _report_eval(x: torch.Tensor, f: torch.Tensor) -> None:
+    def _report_eval(x: torch.Tensor, f: torch.Tensor) -> bool:
         evals[0] += 1
         p = coords.from_vec(x)
         k = evals[0]
         B = f.shape[0]
         no = torch.zeros(B, dtype=torch.bool, device=f.device)
         report(k, p, f, lambda: EMState(k, p, cache["theta"], f, no))
-        accepted["x"] = x
         # cache["theta"] is the filter's path at the point just evaluated; when that point was accepted,
-        # a path beyond RUNAWAY_THETA means l is growing without bound (a learned F, MODEL.md 3.3)
-        if opts.learn_F and torch.equal(x, cache["x"]) and float(cache["theta"].abs().amax()) > RUNAWAY_THETA:
-            raise _Runaway(float(cache["theta"].abs().amax()), k - start)
+        # a path beyond RUNAWAY_THETA means l is growing without bound (a learned F, MODEL.md 3.3): stop
+        if opts.learn_F and torch.equal(x, cache["x"]):
+            big = float(cache["theta"].abs().amax())
+            if big > RUNAWAY_THETA:
+                runaway.update(theta=big, iterations=k - start)
+                return True
+        return False
 
-    try:
-        x0, _, converged, n_fun = bfgs_maximise(
-            fun,
-            x0,
-            tol=opts.tol,
-            max_eval=opts.max_iter + 1,  # the first evaluation, at x0, is the E-step already in the history
-            direction0=direction0,
-            on_eval=lambda x, f: _report_eval(x, f),
-        )
-        stalled = ~converged
-        stopped = ""
-        if bool(stalled.any()) and evals[0] - start < opts.max_iter:  # ended before max_iter, unconverged
-            which = "" if stalled.numel() == 1 else f" for {int(stalled.sum())} of {stalled.numel()} data sets"
-            stopped = (
-                f"stopped after {evals[0] - start} iterations before its stopping rule was met{which}: the "
-                "line search of the direct maximisation of l found no ascent (l is at a round-off plateau)"
-            )
-    except _Runaway as err:
-        x0, n_fun = accepted["x"], err.args[1] + 1
-        converged = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
+    x0, _, converged, n_fun = bfgs_maximise(
+        fun,
+        x0,
+        tol=opts.tol,
+        max_eval=opts.max_iter + 1,  # the first evaluation, at x0, is the E-step already in the history
+        direction0=direction0,
+        on_eval=_report_eval,
+    )
+    stopped = ""
+    if runaway:
+        converged = torch.zeros_like(converged)
         stopped = (
-            f"stopped after {err.args[1]} iterations: the learned F lets theta_s run off (max |theta_s| = "
-            f"{err.args[0]:.3g} > {RUNAWAY_THETA:g}), so l grows without bound and has no finite maximiser"
+            f"stopped after {runaway['iterations']:g} iterations: the learned F lets theta_s run off (max |theta_s| = "
+            f"{runaway['theta']:.3g} > {RUNAWAY_THETA:g}), so l grows without bound and has no finite maximiser"
+        )
+    elif bool((~converged).any()) and evals[0] - start < opts.max_iter:  # ended before max_iter, unconverged
+        n = converged.numel()
+        which = "" if n == 1 else f" for {int((~converged).sum())} of {n} data sets"
+        stopped = (
+            f"stopped after {evals[0] - start} iterations before its stopping rule was met{which}: the "
+            "line search of the direct maximisation of l found no ascent (l is at a round-off plateau)"
         )
     return x0, E(coords.from_vec(x0), cache["theta"]), converged, n_fun, stopped
