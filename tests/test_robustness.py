@@ -711,7 +711,7 @@ def test_memory_estimate_bounds_the_measured_peak(N):
 def test_learned_F_runaway_stops_early_and_says_why(case):
     """With a learned F, l can grow without bound as theta_s runs off (MODEL.md 3.3): the fit stops at the
     first accepted path beyond RUNAWAY_THETA instead of spending max_iter evaluations, and warns why."""
-    from torch_ising.statespace.em import RUNAWAY_THETA
+    from torch_ising.statespace.stopping import RUNAWAY_THETA
 
     g = torch.Generator().manual_seed(1)
     x = (torch.rand(30, 5, 4, generator=g) < 0.3).double()

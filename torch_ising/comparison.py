@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ._validation import as_tensor, check_positive_int, check_spikes
+from .statespace.qforms import Q_FORMS
 
 __all__ = [
     "Q_PARAMETERS",
@@ -40,14 +41,9 @@ def _q_count(q_form: str, D: int) -> int:
     return Q_PARAMETERS[q_form](D)
 
 
-#: Number of free parameters of each state-noise form, as a function of D.
-Q_PARAMETERS = {
-    "scalar": lambda D: 1,
-    "diag": lambda D: D,
-    "full": lambda D: D * (D + 1) // 2,
-    "two": lambda D: 2,
-    "none": lambda D: 0,
-}
+#: Number of free parameters of each state-noise form (:data:`torch_ising.statespace.Q_FORMS`), as a
+#: function of D; "none" for a fit without state noise.
+Q_PARAMETERS = {**{name: form.n_params for name, form in Q_FORMS.items()}, "none": lambda D: 0}
 
 
 def n_hyperparameters(

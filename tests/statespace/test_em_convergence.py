@@ -12,7 +12,7 @@ import torch
 import torch_ising as ti
 from tests.common import MAX_ITER, fit_warns, to_np
 from tests.statespace.generated import diag_q_data, input_data
-from torch_ising.statespace.em import MLL_DROP_TOL
+from torch_ising.statespace.stopping import MLL_DROP_TOL
 
 
 def test_learned_U_default_fit_reaches_at_least_long_plain_EM(device):

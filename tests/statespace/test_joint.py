@@ -212,17 +212,21 @@ def test_joint_e_step_batches_over_data_sets(device):
 
 
 def test_default_e_step_is_joint_only_for_the_default_rule():
-    from torch_ising.statespace.em import default_estep
+    from torch_ising.statespace.estep import default_estep
+    from torch_ising.statespace.stopping import STOP_RULES
 
-    assert default_estep("converged", False, False, "newton") == "joint"
+    def default(stop, learn_F, diagonal, map_method, learn_U=False):
+        return default_estep(STOP_RULES[stop].joint_default, learn_F, diagonal, map_method, learn_U=learn_U)
+
+    assert default("converged", False, False, "newton") == "joint"
     # the published rules, the filter's own l, a learned F, approximate methods and CG keep the filter
-    assert default_estep("ssll", False, False, "cg") == "filter"
-    assert default_estep("em", False, False, "newton") == "filter"
-    assert default_estep("mll", False, False, "newton") == "filter"
-    assert default_estep("converged", True, False, "newton") == "filter"
-    assert default_estep("converged", False, True, "newton") == "filter"
-    assert default_estep("converged", False, False, "cg") == "filter"
-    assert default_estep("converged", False, False, "newton", learn_U=True) == "filter"
+    assert default("ssll", False, False, "cg") == "filter"
+    assert default("em", False, False, "newton") == "filter"
+    assert default("mll", False, False, "newton") == "filter"
+    assert default("converged", True, False, "newton") == "filter"
+    assert default("converged", False, True, "newton") == "filter"
+    assert default("converged", False, False, "cg") == "filter"
+    assert default("converged", False, False, "newton", learn_U=True) == "filter"
 
 
 def test_default_fit_runs_the_joint_e_step(device):

@@ -38,6 +38,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from ..statespace.qforms import Q_FORMS
 from .schemas import DATA_SCHEMAS, ExperimentConfig, register_configs
 
 __all__ = [
@@ -111,23 +112,14 @@ def _state_cov(Q: Any, Q_form: str, N: int, D: int) -> Any:
 
     scalar: q (Q = q I); diagonal: (q, ..., q) of length D; full: q I as a (D, D)
     matrix; two_block: [q1, q2] (q1 on the N first-order entries, q2 on the others).
+    The translation is the Q form's own (:data:`torch_ising.statespace.Q_FORMS`).
     """
     q = list(Q) if isinstance(Q, Sequence) and not isinstance(Q, str) else [Q]
-    if Q_form == "two_block":
-        if D == N:
-            raise ValueError("fit.Q_form=two_block needs model.order >= 2 (a second block); use fit.Q_form=scalar")
-        q1, q2 = (float(q[0]), float(q[-1]))
-        return [q1, q2]
-    if len(q) != 1:
-        raise ValueError(f"fit.Q must be one number for fit.Q_form={Q_form}; got {Q!r}")
-    value = float(q[0])
-    if Q_form == "scalar":
-        return value
-    if Q_form == "diagonal":
-        return np.full(D, value)
-    if Q_form == "full":
-        return value * np.eye(D)
-    raise ValueError(f"fit.Q_form must be scalar, diagonal, full or two_block; got {Q_form!r}")
+    forms = {f.config_name: f for f in Q_FORMS.values()}
+    if Q_form not in forms:
+        names = list(forms)
+        raise ValueError(f"fit.Q_form must be {', '.join(names[:-1])} or {names[-1]}; got {Q_form!r}")
+    return forms[Q_form].state_cov(q, N, D)
 
 
 def fit_kwargs(fit_cfg: Any, model_cfg: Any, N: int) -> dict[str, Any]:
@@ -135,15 +127,15 @@ def fit_kwargs(fit_cfg: Any, model_cfg: Any, N: int) -> dict[str, Any]:
     import torch
 
     from ..basis import compute_D
-    from ..statespace import em, model
+    from ..statespace import model
+    from ..statespace.stopping import STOP_RULES
 
     if fit_cfg.method not in model.OBSERVATION_MODELS:
         raise ValueError(
             f"fit.method={fit_cfg.method!r} is not available; choose one of {', '.join(model.OBSERVATION_MODELS)}"
         )
-    stop_rules = getattr(em, "STOP_RULES", ("converged", "ssll"))
-    if fit_cfg.stop not in stop_rules:
-        raise ValueError(f"fit.stop={fit_cfg.stop!r} is not a stopping rule; choose one of {', '.join(stop_rules)}")
+    if fit_cfg.stop not in STOP_RULES:
+        raise ValueError(f"fit.stop={fit_cfg.stop!r} is not a stopping rule; choose one of {', '.join(STOP_RULES)}")
     D = compute_D(N, model_cfg.order)
     return {
         "window": model_cfg.window,

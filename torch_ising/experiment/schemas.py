@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..statespace.qforms import Q_FORMS as _STATE_Q_FORMS
+
 __all__ = [
     "COUNTS_MODES",
     "NAN_MODES",
@@ -49,8 +51,9 @@ __all__ = [
 COUNTS_MODES = ("refuse", "binarise")
 #: how the array loader treats NaN: refuse it, or mark the (bin, trial) entries holding one unobserved (fit's mask)
 NAN_MODES = ("refuse", "mask")
-#: Forms of the state-noise covariance Q (MODEL.md 3): q I, diag(q), full, or two blocks.
-Q_FORMS = ("scalar", "diagonal", "full", "two_block")
+#: Forms of the state-noise covariance Q (MODEL.md 3) by their config names: q I, diag(q), full, or two
+#: blocks (:data:`torch_ising.statespace.Q_FORMS`, whose records give these names).
+Q_FORMS = tuple(form.config_name for form in _STATE_Q_FORMS.values())
 #: Values of ``fit.device``.
 DEVICES = ("auto", "cpu", "cuda")
 #: Values of ``fit.dtype``.

@@ -3,24 +3,30 @@
 * :mod:`.filter` - the Laplace filter (MODEL.md 3.1)
 * :mod:`.smoother` - the smoother with lag-one covariances (3.2)
 * :mod:`.joint` - the joint-mode E-step: all bins at once, block cyclic reduction
+* :mod:`.estep` - the E-steps by name (:data:`E_STEPS`: "filter", "joint")
 * :mod:`.online` - :class:`OnlineFilter`, the filter one bin at a time
-* :mod:`.mstep` - the M-step for mu, Q (four forms), F and U (3.3)
+* :mod:`.qforms` - the forms of Q, one record each (:data:`Q_FORMS`)
+* :mod:`.mstep` - the M-step for mu, Q, F and U (3.3)
 * :mod:`.marginal` - the Laplace log marginal likelihood (3.4)
-* :mod:`.em` - the EM loop with Anderson acceleration, direct maximisation of l, or the published rule (3.5)
-* :mod:`.model` - :func:`fit` and :class:`StateSpaceIsing`
-"""
+* :mod:`.stopping` - the stopping rules, one record each (:data:`STOP_RULES`): Anderson-accelerated
+  EM, plain EM, the published rule (3.5), direct maximisation of l
+* :mod:`.em` - the EM loop: the first E-step, then the stopping rule
+* :mod:`.model` - :func:`fit` and :class:`StateSpaceIsing`"""
 
-from .em import EStep, e_step, run_em
+from .em import run_em
+from .estep import E_STEPS, e_step
 from .filter import laplace_filter
 from .joint import joint_e_step
 from .marginal import log_marginal
 from .model import OBSERVATION_MODELS, FitWarning, StateSpaceIsing, fit
-from .mstep import Q_FORMS, m_step
+from .mstep import m_step
 from .observation import ExactIsing, ObservationModel, autograd_value_grad_hess
 from .online import OnlineFilter
-from .records import EMState, FilterResult, SmootherResult, StateSpaceParams
+from .qforms import Q_FORMS, QForm
+from .records import EMState, EStep, FilterResult, SmootherResult, StateSpaceParams
 from .result import StateSpaceResult
 from .smoother import smoother
+from .stopping import STOP_RULES, StopRule
 
 __all__ = [
     "fit",
@@ -36,6 +42,10 @@ __all__ = [
     "ExactIsing",
     "OBSERVATION_MODELS",
     "Q_FORMS",
+    "STOP_RULES",
+    "StopRule",
+    "E_STEPS",
+    "QForm",
     "autograd_value_grad_hess",
     "laplace_filter",
     "smoother",

@@ -15,7 +15,6 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -33,13 +32,16 @@ from .._validation import (
 from .._warnings import user_stacklevel
 from ..basis import rebin, rebin_mask, subsets, sufficient_stats
 from ..moments import ExactMemoryError, check_memory
-from .em import STOP_RULES, EMOptions, check_estep, default_estep, run_em
+from .em import run_em
+from .estep import check_estep, default_estep
 from .filter import check_map_method
 from .joint import filtered_from_joint
 from .joint_diagonal import filtered_from_joint_diagonal
 from .observation import ExactIsing, ObservationModel
-from .records import EMState, StateSpaceParams, check_fingerprint, fit_fingerprint
+from .qforms import parse_state_cov
+from .records import EMOptions, EMState, StateSpaceParams, check_fingerprint, fit_fingerprint
 from .result import StateSpaceResult
+from .stopping import stop_rule
 
 __all__ = ["fit", "StateSpaceIsing", "FitWarning", "OBSERVATION_MODELS", "resolve_device"]
 
@@ -138,78 +140,6 @@ class _Progress:
             self._line(*self.last, status, full=done == n)
         sys.stderr.write("\n")
         sys.stderr.flush()
-
-
-def _no_state_noise(state_cov: Any) -> bool:
-    """Whether ``state_cov`` asks for no state noise (None or 0); refuses what is not numeric."""
-    if state_cov is None:
-        return True
-    if isinstance(state_cov, (str, bytes)):
-        raise ValueError(f"state_cov must be a number, a length-D vector or a (D, D) matrix; got {state_cov!r}")
-    return np.ndim(state_cov) == 0 and float(state_cov) == 0.0
-
-
-def _parse_state_cov(
-    state_cov: Any, D: int, N: int, B: int, T: int, dtype, device, diagonal: bool = False
-) -> tuple[str, torch.Tensor, bool]:
-    """Return (q_form, Q0 (B, D, D) or its diagonal (B, D) when ``diagonal``, learn_Q)."""
-    if diagonal:
-        q_form, d, learn = _parse_state_cov_diag(state_cov, D, N, T, dtype, device)
-        return q_form, d.expand(B, D).clone(), learn
-    eye = torch.eye(D, dtype=dtype, device=device)
-    if _no_state_noise(state_cov):
-        if T > 1:
-            raise ValueError("state_cov=None/0 (no state noise) is only allowed with T = 1 or stationary=True")
-        return "scalar", (0.01 * eye).expand(B, D, D).clone(), False
-    q = as_tensor(state_cov, dtype=dtype, device=device, name="state_cov")
-    if not bool(torch.isfinite(q).all()):
-        raise ValueError("state_cov contains NaN or infinite values")
-    if q.ndim == 0:
-        if q <= 0:
-            raise ValueError(f"state_cov must be > 0, got {float(q)}")
-        return "scalar", (q * eye).expand(B, D, D).clone(), T > 1
-    if q.ndim == 1 and q.shape[0] == 2 and D != 2:
-        if bool((q <= 0).any()):
-            raise ValueError(f"state_cov [q1, q2] must be positive, got {q.tolist()}")
-        d = torch.cat([q[0].expand(N), q[1].expand(D - N)])
-        return "two", torch.diag_embed(d).expand(B, D, D).clone(), T > 1
-    if q.ndim == 1:
-        if q.shape[0] != D:
-            raise ValueError(f"state_cov as a vector must have length D={D} (or 2 for [q1, q2]); got {q.shape[0]}")
-        if bool((q <= 0).any()):
-            raise ValueError("state_cov entries must all be > 0")
-        return "diag", torch.diag_embed(q).expand(B, D, D).clone(), T > 1
-    if q.ndim == 2:
-        if q.shape != (D, D):
-            raise ValueError(f"state_cov as a matrix must have shape (D, D) = ({D}, {D}); got {tuple(q.shape)}")
-        if not torch.allclose(q, q.T, atol=1e-12, rtol=1e-10):
-            raise ValueError("state_cov must be symmetric")
-        if torch.linalg.cholesky_ex(q).info != 0:
-            raise ValueError("state_cov must be positive definite")
-        return "full", q.expand(B, D, D).clone(), T > 1
-    raise ValueError(
-        f"state_cov must be a scalar, a length-D vector, [q1, q2] or a (D, D) matrix; got {tuple(q.shape)}"
-    )
-
-
-def _parse_state_cov_diag(state_cov: Any, D: int, N: int, T: int, dtype, device) -> tuple[str, torch.Tensor, bool]:
-    """The diagonal of Q0 (D,) for diagonal-covariance (approximate) fits; a full matrix is refused."""
-    if _no_state_noise(state_cov):
-        if T > 1:
-            raise ValueError("state_cov=None/0 (no state noise) is only allowed with T = 1 or stationary=True")
-        return "scalar", torch.full((D,), 0.01, dtype=dtype, device=device), False
-    q = as_tensor(state_cov, dtype=dtype, device=device, name="state_cov")
-    if not bool(torch.isfinite(q).all()) or bool((q <= 0).any()):
-        raise ValueError("state_cov must be positive and finite")
-    if q.ndim == 0:
-        return "scalar", q.expand(D).clone(), T > 1
-    if q.ndim == 1 and q.shape[0] == 2 and D != 2:
-        return "two", torch.cat([q[0].expand(N), q[1].expand(D - N)]), T > 1
-    if q.ndim == 1 and q.shape[0] == D:
-        return "diag", q.clone(), T > 1
-    if q.ndim == 2:
-        raise ValueError("a full state_cov matrix needs full covariances (method='exact'); pass a scalar or vector")
-    raise ValueError(f"state_cov must be a scalar, [q1, q2] or a length-D vector (D={D}); got {tuple(q.shape)}")
 
 
 def _parse_state_ar(state_ar: Any, D: int, B: int, dtype, device, diagonal: bool = False) -> tuple[torch.Tensor, bool]:
@@ -320,7 +250,7 @@ def fit(
             published stopping rule, MODEL.md 3.5, which stops early). With a
             learned F, l can grow without bound as theta_s runs off; the direct
             maximisation then stops at the first accepted path with
-            max |theta_s| > 100 (``em.RUNAWAY_THETA``), unconverged, with a FitWarning.
+            max |theta_s| > 100 (``stopping.RUNAWAY_THETA``), unconverged, with a FitWarning.
         stationary: pool all bins into one (T = 1) and fit a MAP estimate
             (MODEL.md 3.6). Its defaults are a fixed prior
             theta ~ N(theta_o = 0, sigma_o = 1 I): mu is not learned
@@ -501,7 +431,7 @@ def fit(
         opts_m["trial_mask"] = m  # (B, T, R) of the observed trials, for models that sum over trials
     obs = OBSERVATION_MODELS[method](y, R_eff if R_t is None else R_t, N, order, x, **opts_m)
     diag = obs.diagonal
-    q_form, Q0, learn_Q = _parse_state_cov(state_cov, D, N, B, T, dtype, dev, diag)
+    q_form, Q0, learn_Q = parse_state_cov(state_cov, D, N, B, T, dtype, dev, diag)
     F0, learn_F = _parse_state_ar(state_ar, D, B, dtype, dev, diag)
     if T == 1:
         learn_F = False
@@ -514,8 +444,9 @@ def fit(
         if diag:
             params = _diagonalise(params, False)
 
+    rule = stop_rule(stop)
     if max_iter is None:
-        max_iter = 100 if stop == "ssll" else 1000
+        max_iter = rule.max_iter
     max_iter, tol, newton_tol = check_fit_options(max_iter, tol, newton_tol)
     fingerprint = fit_fingerprint(
         x,
@@ -528,14 +459,12 @@ def fit(
         check_fingerprint(resume.fingerprint, fingerprint)
     if on_state is not None:
         on_state = _with_fingerprint(on_state, fingerprint)
-    if stop not in STOP_RULES:
-        raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
     if map_method is None:
-        map_method = "cg" if stop == "ssll" and not diag else "newton"
+        map_method = rule.default_map_method(diag)
     check_map_method(map_method, diag)
     if estep is None:
-        estep = default_estep(stop, learn_F, diag, map_method, learn_U=u_t is not None)
-    check_estep(estep, stop, learn_F, diag)
+        estep = default_estep(rule.joint_default, learn_F, diag, map_method, learn_U=u_t is not None)
+    check_estep(estep, rule.needs_filter(learn_F))
     # the published library starts its first conjugate-gradient searches from theta = 0
     theta_init = torch.zeros(B, T, D, dtype=dtype, device=dev) if map_method == "cg" else None
     opts = EMOptions(

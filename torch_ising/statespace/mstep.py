@@ -7,7 +7,7 @@ sums over t = 2..T:
     mu <- m_1              (for the coordinates the M-step learns; see ``mu_fixed``)
     E_t = P_t - P_{t,t-1} F^T - F P_{t,t-1}^T + F P_{t-1} F^T
           - (m_t - F m_{t-1})(U u_t)^T - (U u_t)(m_t - F m_{t-1})^T + (U u_t)(U u_t)^T
-    Q  <- sum_t E_t / (T - 1)   in one of the forms of :data:`Q_FORMS`
+    Q  <- sum_t E_t / (T - 1)   in one of the forms of :data:`.qforms.Q_FORMS`
     F  <- [ sum_t (P_{t,t-1} - U u_t m_{t-1}^T) ] [ sum_t P_{t-1} ]^{-1}
     U  <- [ sum_t (m_t - F m_{t-1}) u_t^T ] [ sum_t u_t u_t^T ]^{-1}
 
@@ -18,44 +18,12 @@ All sums are batched over t; nothing loops over bins.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
+from .qforms import Q_FORMS
 from .records import SmootherResult, StateSpaceParams
 
-__all__ = ["m_step", "Q_FORMS"]
-
-
-def _q_scalar(S: torch.Tensor, n: int, N: int) -> torch.Tensor:
-    D = S.shape[-1]
-    q = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1) / (D * n)
-    return q[:, None, None] * torch.eye(D, dtype=S.dtype, device=S.device)
-
-
-def _q_diag(S: torch.Tensor, n: int, N: int) -> torch.Tensor:
-    return torch.diag_embed(torch.diagonal(S, dim1=-2, dim2=-1) / n)
-
-
-def _q_full(S: torch.Tensor, n: int, N: int) -> torch.Tensor:
-    Q = S / n
-    return 0.5 * (Q + Q.transpose(-1, -2))
-
-
-def _q_two(S: torch.Tensor, n: int, N: int) -> torch.Tensor:
-    d = torch.diagonal(S, dim1=-2, dim2=-1) / n
-    q1 = d[:, :N].mean(-1, keepdim=True)
-    q2 = d[:, N:].mean(-1, keepdim=True) if d.shape[-1] > N else q1
-    return torch.diag_embed(torch.cat([q1.expand(-1, N), q2.expand(-1, d.shape[-1] - N)], dim=-1))
-
-
-#: Registry of Q re-estimators: form -> fn(sum_t E_t (B, D, D), T - 1, N) -> Q (B, D, D).
-Q_FORMS: dict[str, Callable[[torch.Tensor, int, int], torch.Tensor]] = {
-    "scalar": _q_scalar,
-    "diag": _q_diag,
-    "full": _q_full,
-    "two": _q_two,
-}
+__all__ = ["m_step"]
 
 
 def m_step(
@@ -74,7 +42,7 @@ def m_step(
     Args:
         smooth: the smoother's output (B, T, ...).
         params: the current hyperparameters.
-        q_form: "scalar", "diag", "full" or "two" (see :data:`Q_FORMS`).
+        q_form: a key of :data:`.qforms.Q_FORMS`: "scalar", "diag", "full" or "two".
         N: number of neurons (for the two-value form).
         learn_F: re-estimate F (else it stays as given).
         u: exogenous input (B, T, n_u); U is re-estimated when given.
@@ -110,7 +78,7 @@ def m_step(
             S = S - C - C.transpose(-1, -2) + Uu.transpose(1, 2) @ Uu
         return S
 
-    Q = Q_FORMS[q_form](sum_E(F, U), T - 1, N) if learn_Q else params.Q
+    Q = Q_FORMS[q_form].m_step(sum_E(F, U), T - 1, N) if learn_Q else params.Q
     if learn_F:
         num = S10
         if U is not None and u is not None:
@@ -137,14 +105,8 @@ def _m_step_diag(
     d = e.sum(1) / (T - 1)
     if not learn_Q:
         return params._replace(mu=mu)
-    if q_form == "scalar":
-        Q = d.mean(-1, keepdim=True).expand_as(d).clone()
-    elif q_form == "diag":
-        Q = d
-    elif q_form == "two":
-        q1 = d[:, :N].mean(-1, keepdim=True).expand(-1, N)
-        q2 = d[:, N:].mean(-1, keepdim=True).expand(-1, d.shape[-1] - N)
-        Q = torch.cat([q1, q2], dim=-1)
-    else:
+    diag_m_step = Q_FORMS[q_form].m_step_diag
+    if diag_m_step is None:
         raise ValueError(f"state_cov form {q_form!r} needs full covariances; use a scalar, vector or two values")
+    Q = diag_m_step(d, N)
     return params._replace(mu=mu, Q=Q)

@@ -69,6 +69,46 @@ class SmootherResult(NamedTuple):
     lag_one: torch.Tensor
 
 
+class EStep(NamedTuple):
+    """One E-step: filter, smoother and the marginal likelihood l (B,)."""
+
+    filt: FilterResult
+    smooth: SmootherResult
+    mll: torch.Tensor
+
+
+class EMOptions(NamedTuple):
+    """Settings of the EM loop (see :func:`torch_ising.statespace.em.run_em`)."""
+
+    q_form: str = "scalar"
+    learn_F: bool = False
+    learn_Q: bool = True
+    mstep: bool = True
+    stop: str = "converged"
+    max_iter: int = 1000
+    tol: float = 1e-5
+    newton_tol: float = 1e-8
+    map_method: str = "newton"
+    N: int = 1
+    depth: int = 5
+    estep: str = "filter"
+    #: (B, D) bool: entries of mu the M-step keeps fixed (statistics with no finite estimate), or None
+    mu_fixed: torch.Tensor | None = None
+
+
+class EMOutcome(NamedTuple):
+    """Result of :func:`torch_ising.statespace.em.run_em`."""
+
+    params: StateSpaceParams
+    estep: EStep
+    mll_list: list[list[float]]
+    iterations: int
+    e_steps: int
+    converged: torch.Tensor
+    #: why EM stopped before its rule was met, other than max_iter ("" when it was not stopped early)
+    stopped: str = ""
+
+
 class EMState(NamedTuple):
     """Where the EM loop stands after an iteration: enough to continue it exactly.
 
