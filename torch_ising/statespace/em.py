@@ -33,7 +33,8 @@ from typing import NamedTuple
 
 import torch
 
-from .direct import bfgs_maximise, mll_with_grad
+from ..optim.bfgs import bfgs_maximise
+from .direct import mll_with_grad
 from .filter import laplace_filter
 from .joint import joint_e_step
 from .joint_diagonal import joint_diagonal_e_step
