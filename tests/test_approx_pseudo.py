@@ -171,7 +171,7 @@ def test_hessian_vector_product_matches_full_hessian(N, O, device):
 @pytest.mark.parametrize("O", [2, 3])
 def test_newton_cg_mode_matches_dense_newton(O, device):
     """PseudoLikelihood.mode (Newton-CG) finds the maximiser of PL + diagonal Gaussian prior."""
-    from torch_ising.newton import newton_ascent
+    from torch_ising.optim.newton import newton_ascent
 
     N, T, R, B = 6, 2, 40, 2
     g = torch.Generator().manual_seed(9)

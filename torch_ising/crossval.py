@@ -155,7 +155,7 @@ def heldout_loglik(
         log predictive density of each bin, shape (...).
     """
     from .intervals import sample_theta
-    from .newton import newton_ascent
+    from .optim.newton import newton_ascent
 
     if method not in SCORE_METHODS:
         raise ValueError(f"method must be one of {SCORE_METHODS}; got {method!r}")

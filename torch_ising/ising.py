@@ -26,7 +26,7 @@ from torch import nn
 from . import moments as _m
 from ._validation import as_tensor, as_theta, check_N_order, check_spikes, check_theta, n_params
 from .basis import sufficient_stats
-from .newton import newton_ascent
+from .optim.newton import newton_ascent
 
 __all__ = ["Ising"]
 

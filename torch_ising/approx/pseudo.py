@@ -71,7 +71,8 @@ from torch.nn.functional import softplus
 
 from .._validation import check_N_order, check_spikes, n_params
 from ..basis import subsets, sufficient_stats
-from ..newton import NewtonResult
+from ..optim.newton import NewtonResult
+from ..optim.newton_cg import newton_cg_ascent
 from ..synthesis import _neighbour_index
 from ._common import ApproxMoments, split_pairwise
 from .registry import ETA_METHODS, approx_moments
@@ -442,11 +443,12 @@ class PseudoLikelihood(ObservationModel):
         using matrix-free Hessian-vector products (:func:`pseudo_hessian_vector`), to
         the relative residual min(0.5, sqrt(|grad L|)) (a forcing sequence that gives
         superlinear convergence); the step is then halved until the Armijo condition
-        holds. A diagonal Newton step (what the generic filter takes with a diagonal
-        Hessian) converges slowly when the pair parameters are coupled; this does not.
+        holds (:func:`torch_ising.optim.newton_cg.newton_cg_ascent`). A diagonal Newton
+        step (what the generic filter takes with a diagonal Hessian) converges slowly
+        when the pair parameters are coupled; this does not.
 
         Returns:
-            :class:`torch_ising.newton.NewtonResult`; ``hess`` is the diagonal of hess L
+            :class:`torch_ising.optim.newton.NewtonResult`; ``hess`` is the diagonal of hess L
             (B, D); ``converged`` is max |grad L| / scale <= tol.
         """
         x = self.x[:, t]
@@ -454,69 +456,23 @@ class PseudoLikelihood(ObservationModel):
         N, order = self.N, self.order
         scale = float(self.R) if scale is None else scale  # a float, or per data set (B, 1)
 
-        def parts(th):
+        def evaluate(th: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+            # L(th), and the residuals e and weights w of PL_t that its derivatives reuse
             pl, e, w = _pl_parts(th, x, c, N, order)
             diff = th - prior_mean
-            return pl - 0.5 * (prior_prec * diff * diff).sum(-1), e, w
+            return pl - 0.5 * (prior_prec * diff * diff).sum(-1), (e, w)
 
-        def grad_hdiag(th, e, w):
-            g, hd = _pl_grad_hdiag(th, x, c, e, w, N, order)
+        def derivatives(th: torch.Tensor, aux: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            g, hd = _pl_grad_hdiag(th, x, c, *aux, N, order)
             return g - prior_prec * (th - prior_mean), hd - prior_prec
 
-        th = theta0.clone()
-        f, e, w = parts(th)
-        g, hd = grad_hdiag(th, e, w)
-        it = 0
-        done = (g.abs() / scale).amax(-1) <= tol
-        while it < max_iter and not bool(done.all()):
-            it += 1
-            # preconditioned CG on A d = g with A = -hess L (positive definite)
-            Minv = 1.0 / (-hd)
-            d = torch.zeros_like(g)
-            r = g.clone()
-            z = Minv * r
-            pdir = z.clone()
-            rz = (r * z).sum(-1)
-            gnorm = g.norm(dim=-1)
-            target = torch.minimum(torch.full_like(gnorm, 0.5), gnorm.sqrt()) * gnorm
-            active = ~done
-            for _ in range(cg_max_iter):
-                Ap = -_hess_vec(w, x, pdir, N, order) + prior_prec * pdir
-                pAp = (pdir * Ap).sum(-1)
-                alpha = torch.where(active & (pAp > 0), rz / pAp.clamp_min(1e-300), torch.zeros_like(rz))
-                d = d + alpha[:, None] * pdir
-                r = r - alpha[:, None] * Ap
-                active = active & (r.norm(dim=-1) > target)
-                if not bool(active.any()):
-                    break
-                z = Minv * r
-                rz_new = (r * z).sum(-1)
-                beta = torch.where(active, rz_new / rz.clamp_min(1e-300), torch.zeros_like(rz))
-                pdir = z + beta[:, None] * pdir
-                rz = rz_new
-            d = torch.where(done[:, None], torch.zeros_like(d), d)
-            slope = (g * d).sum(-1)
-            step = torch.ones_like(f)
-            accepted = done.clone()
-            th_new, f_new, e_new, w_new = th, f, e, w
-            for _ in range(40):
-                cand = th + step[:, None] * d
-                fc, ec, wc = parts(cand)
-                ok = (~accepted) & torch.isfinite(fc) & (fc >= f + 1e-4 * step * slope)
-                th_new = torch.where(ok[:, None], cand, th_new)
-                f_new = torch.where(ok, fc, f_new)
-                e_new = torch.where(ok[:, None, None], ec, e_new)
-                w_new = torch.where(ok[:, None, None], wc, w_new)
-                accepted = accepted | ok
-                if bool(accepted.all()):
-                    break
-                step = torch.where(accepted, step, 0.5 * step)
-            stalled = ~accepted
-            th, f, e, w = th_new, f_new, e_new, w_new
-            g, hd = grad_hdiag(th, e, w)
-            done = ((g.abs() / scale).amax(-1) <= tol) | stalled
-        converged = bool(((g.abs() / scale).amax(-1) <= tol).all())
-        return NewtonResult(th, f, g, hd, it, converged)
+        def curvature(th: torch.Tensor, aux: tuple[torch.Tensor, torch.Tensor], v: torch.Tensor) -> torch.Tensor:
+            # (-hess L) v = -(hess PL_t) v + diag(p) v
+            return -_hess_vec(aux[1], x, v, N, order) + prior_prec * v
+
+        return newton_cg_ascent(
+            evaluate, derivatives, curvature, theta0, tol=tol, scale=scale, max_iter=max_iter, cg_max_iter=cg_max_iter
+        )
 
     # ------------------------------------------------------------------ all bins at once (joint E-step)
     def joint_terms(self, theta: torch.Tensor):

@@ -10,7 +10,7 @@ attribute names, as numpy arrays.
 Notes on the published keyword arguments:
 
 * ``map_function="cg"`` (the published default) runs the published
-  conjugate-gradient MAP search (:mod:`torch_ising.conjugate_gradient`): it stops
+  conjugate-gradient MAP search (:mod:`torch_ising.optim.conjugate_gradient`): it stops
   at max |grad| / R <= 1e-4, so its modes are inexact, exactly as in the published
   runs; with it the parity cases' default runs are reproduced to about 1e-12
   (tests/compat/test_ssll.py). ``"nr"`` and ``"bf"`` use torch_ising's damped

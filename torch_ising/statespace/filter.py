@@ -9,7 +9,7 @@ Update: theta_{t|t} is the mode of
 
     L_t(theta) = log p(y_t | theta) - 1/2 (theta - theta_{t|t-1})^T W_{t|t-1}^{-1} (theta - theta_{t|t-1}),
 
-found by damped Newton (:func:`torch_ising.newton.newton_ascent`), and
+found by damped Newton (:func:`torch_ising.optim.newton.newton_ascent`), and
 W_{t|t} = (-hess L_t(theta_{t|t}))^{-1} = (R G(theta_{t|t}) + W_{t|t-1}^{-1})^{-1}.
 
 A diagonal-covariance model whose covariance comes from its own ``precision``
@@ -31,16 +31,20 @@ from __future__ import annotations
 
 import torch
 
-from ..conjugate_gradient import conjugate_gradient_ascent
-from ..newton import newton_ascent
+from ..optim import MODE_SEARCHES
 from .observation import ObservationModel
 from .records import FilterResult, StateSpaceParams
 
 __all__ = ["laplace_filter", "predict", "MAP_METHODS", "check_map_method"]
 
-#: mode searches: "newton" (damped Newton to ``tol``) or "cg" (the published library's
-#: conjugate gradient, stopping at max |grad| / R <= 1e-4; for reproducing its numbers)
+#: mode searches, keys of :data:`torch_ising.optim.MODE_SEARCHES`: "newton" (damped Newton to ``tol``) or
+#: "cg" (the published library's conjugate gradient, stopping at max |grad| / R <= 1e-4; for reproducing
+#: its numbers)
 MAP_METHODS = ("newton", "cg")
+
+#: map_method -> whether the filter's ``tol`` and ``max_newton`` are the search's stopping rule ("cg" keeps
+#: the published max |grad| / R <= 1e-4 and 500 iterations)
+_FILTER_STOPPING = {"newton": True, "cg": False}
 
 
 def check_map_method(map_method: str, diagonal: bool) -> None:
@@ -120,7 +124,7 @@ def laplace_filter(
         tol: Newton stops when max |grad L_t| / R < tol.
         max_newton: most Newton iterations per bin.
         map_method: "newton" (default) or "cg", the published library's
-            conjugate-gradient search (:mod:`torch_ising.conjugate_gradient`;
+            conjugate-gradient search (:mod:`torch_ising.optim.conjugate_gradient`;
             its own tolerance 1e-4 replaces ``tol``; full covariances only).
 
     Returns:
@@ -129,6 +133,8 @@ def laplace_filter(
     T = obs.T
     diagonal = obs.diagonal
     check_map_method(map_method, diagonal)
+    search = MODE_SEARCHES[map_method]
+    stopping = {"tol": tol, "max_iter": max_newton} if _FILTER_STOPPING[map_method] else {}
     theta_f: list[torch.Tensor] = []
     theta_p: list[torch.Tensor] = []
     sigma_f: list[torch.Tensor] = []
@@ -161,13 +167,12 @@ def laplace_filter(
                 return v - 0.5 * (diff * Pd).sum(-1), g - Pd, H - P
 
         x0 = tp if theta_init is None else theta_init[:, t]
-        if map_method == "cg":
-            res = conjugate_gradient_ascent(objective, x0, scale=scale)
-        elif diagonal and mode_search is not None:
-            # the model's own mode search (e.g. Newton-CG with Hessian-vector products)
+        if diagonal and mode_search is not None:
+            # the model's own mode search (e.g. Newton-CG with Hessian-vector products); map_method is
+            # "newton" here, since check_map_method refuses "cg" with diagonal covariances
             res = mode_search(x0, t, tp, Pm, tol=tol, scale=scale, max_iter=max_newton)
         else:
-            res = newton_ascent(objective, x0, tol=tol, scale=scale, max_iter=max_newton)
+            res = search(objective, x0, scale=scale, **stopping)
         iters += res.iterations
         converged = converged and res.converged
         if separate_precision:

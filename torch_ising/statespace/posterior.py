@@ -6,7 +6,7 @@
 with m = theta_{t|t-1} and P = W_{t|t-1}^{-1}, for the exact Ising likelihood, batched over data sets (B).
 
 Called as ``L(theta) -> (value, grad, hess)`` it serves damped Newton. Its :meth:`IsingBinPosterior.lines`
-serves the conjugate gradient's line searches (:class:`torch_ising.conjugate_gradient.Lines`) in O(2^N) per
+serves the conjugate gradient's line searches (:class:`torch_ising.optim.conjugate_gradient.Lines`) in O(2^N) per
 step: the energies are linear in theta (a zeta transform), E(x + a s) = E(x) + a E(s), so with
 p_a = softmax(E(x) + a E(s)) the derivatives along the line are
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .. import moments as _m
-from ..conjugate_gradient import dot, host
+from ..optim.conjugate_gradient import dot, host
 
 __all__ = ["IsingBinPosterior"]
 
@@ -56,7 +56,7 @@ class IsingBinPosterior:
         return value, R * (self.y - mo.eta) - Pd, -R * mo.fisher - self.P
 
     def lines(self, x0: torch.Tensor) -> _IsingLines:
-        """The line-search protocol of :func:`torch_ising.conjugate_gradient.conjugate_gradient_ascent`, from x0."""
+        """The line searches of the conjugate gradient from x0 (:class:`torch_ising.optim.conjugate_gradient.Lines`)."""
         return _IsingLines(self, x0)
 
 

@@ -34,8 +34,9 @@ from typing import NamedTuple
 
 import torch
 
+from ..optim.bfgs import bfgs_maximise
 from .coords import Coords
-from .direct import bfgs_maximise, mll_with_grad
+from .direct import mll_with_grad
 from .estep import select_estep, select_params
 from .filter import laplace_filter
 from .marginal import log_marginal

@@ -1,7 +1,7 @@
 """The published library's default MAP search: nonlinear conjugate gradient, batched.
 
 torch_ising finds every posterior mode by damped Newton to max |grad| / R < 1e-8
-(:mod:`torch_ising.newton`). The published SSLL library's default
+(:mod:`torch_ising.optim.newton`). The published SSLL library's default
 (``map_function="cg"``) is a Polak-Ribiere conjugate-gradient ascent that stops
 much earlier, so its modes, and the l computed from them, are inexact. To
 reproduce its numbers (``fit(stop="ssll")``, ``compat.ssll.run``) this module
@@ -180,7 +180,7 @@ def conjugate_gradient_ascent(
         line_tol: line-search tolerance on |change of a| * sum |s| (published: 1e-2).
 
     Returns:
-        a :class:`~torch_ising.newton.NewtonResult` at the final point; its
+        a :class:`~torch_ising.optim.newton.NewtonResult` at the final point; its
         ``hess`` gives the Laplace covariance there, as in the published code.
     """
     lines_of = getattr(objective, "lines", None)

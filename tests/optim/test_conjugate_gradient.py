@@ -1,4 +1,4 @@
-"""The published conjugate-gradient MAP search (torch_ising.conjugate_gradient)."""
+"""The published conjugate-gradient MAP search (torch_ising.optim.conjugate_gradient)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from tests.common import brute_force
-from torch_ising.conjugate_gradient import CG_TOL, conjugate_gradient_ascent
+from torch_ising.optim.conjugate_gradient import CG_TOL, conjugate_gradient_ascent
 from torch_ising.statespace.observation import ExactIsing
 
 

@@ -1,7 +1,13 @@
 """Batched damped Newton ascent for strictly concave objectives.
 
-Used for every MAP problem in the package: the stationary fit
-(:meth:`torch_ising.Ising.fit`) and the mode search of the Laplace filter.
+Each iteration takes the Newton step and backtracks,
+
+    x <- x - a H^{-1} g,    a = 1, 1/2, 1/4, ...,
+
+with g and H the gradient and Hessian at x. Used for the MAP problems with a
+Hessian small enough to factor: the stationary fit (:meth:`torch_ising.Ising.fit`),
+the mode search of the Laplace filter (``map_method="newton"``) and the Laplace
+predictive density of :mod:`torch_ising.crossval`.
 """
 
 from __future__ import annotations
@@ -95,10 +101,13 @@ def newton_ascent(
 ) -> NewtonResult:
     """Maximise a strictly concave objective, batched over the first dimension.
 
-    Each iteration takes the Newton step d = (-H)^{-1} grad and halves it
-    until the Armijo condition f(x + a d) >= f(x) + 1e-4 a grad . d holds, so
-    the iteration never diverges. It stops when max |grad| / scale <= tol for
-    every batch element.
+    Each iteration takes the Newton step d = (-H)^{-1} grad, i.e. x <- x - a H^{-1} grad,
+    and halves a from 1 until the Armijo condition f(x + a d) >= f(x) + 1e-4 a grad . d
+    holds, so the iteration never diverges. Where -H is not positive definite the step
+    is the gradient instead (d = grad); a diagonal H gives d = grad / max(-H, tiny). It
+    stops when max |grad| / scale <= tol for every batch element; a row that finds no
+    ascent in ``max_halvings`` halvings, or only a step of at most 2^-16 that changes f
+    at round-off level, stops there (and counts as not converged unless it meets ``tol``).
 
     Args:
         objective: returns value (B,), gradient (B, D) and Hessian (B, D, D),
