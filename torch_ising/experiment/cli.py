@@ -135,11 +135,12 @@ def fit_kwargs(fit_cfg: Any, model_cfg: Any, N: int) -> dict[str, Any]:
     import torch
 
     from ..basis import compute_D
-    from ..statespace import em, model
+    from ..statespace import em
+    from ..statespace.observation import OBSERVATION_MODELS
 
-    if fit_cfg.method not in model.OBSERVATION_MODELS:
+    if fit_cfg.method not in OBSERVATION_MODELS:
         raise ValueError(
-            f"fit.method={fit_cfg.method!r} is not available; choose one of {', '.join(model.OBSERVATION_MODELS)}"
+            f"fit.method={fit_cfg.method!r} is not available; choose one of {', '.join(OBSERVATION_MODELS)}"
         )
     stop_rules = getattr(em, "STOP_RULES", ("converged", "ssll"))
     if fit_cfg.stop not in stop_rules:

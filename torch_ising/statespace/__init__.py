@@ -7,6 +7,7 @@
 * :mod:`.mstep` - the M-step for mu, Q (four forms), F and U (3.3)
 * :mod:`.marginal` - the Laplace log marginal likelihood (3.4)
 * :mod:`.em` - the EM loop with Anderson acceleration, direct maximisation of l, or the published rule (3.5)
+* :mod:`.observation` - the observation models, their hooks and the registry ``fit(method=...)`` reads
 * :mod:`.model` - :func:`fit` and :class:`StateSpaceIsing`
 """
 
@@ -14,9 +15,16 @@ from .em import EStep, e_step, run_em
 from .filter import laplace_filter
 from .joint import joint_e_step
 from .marginal import log_marginal
-from .model import OBSERVATION_MODELS, FitWarning, StateSpaceIsing, fit
+from .model import FitWarning, StateSpaceIsing, fit
 from .mstep import Q_FORMS, m_step
-from .observation import ExactIsing, ObservationModel, autograd_value_grad_hess
+from .observation import (
+    OBSERVATION_MODELS,
+    ExactIsing,
+    ObservationModel,
+    autograd_value_grad_hess,
+    register_observation_model,
+    unregister_observation_model,
+)
 from .online import OnlineFilter
 from .records import EMState, FilterResult, SmootherResult, StateSpaceParams
 from .result import StateSpaceResult
@@ -35,6 +43,8 @@ __all__ = [
     "ObservationModel",
     "ExactIsing",
     "OBSERVATION_MODELS",
+    "register_observation_model",
+    "unregister_observation_model",
     "Q_FORMS",
     "autograd_value_grad_hess",
     "laplace_filter",
