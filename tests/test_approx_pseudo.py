@@ -11,7 +11,6 @@ from torch_ising import basis, moments
 from torch_ising.approx import pseudo
 from torch_ising.approx.pseudo import (
     PseudoLikelihood,
-    build_pseudo_observation,
     pseudo_log_likelihood,
     pseudo_value_grad_hess,
 )
@@ -125,12 +124,12 @@ def test_observation_model_interface(device):
 
 
 @pytest.fixture
-def pseudo_registered(monkeypatch):
-    from torch_ising.statespace import model
+def pseudo_registered():
+    """:func:`torch_ising.fit`, whose method="pseudo" is a built-in observation model."""
+    from torch_ising.statespace import OBSERVATION_MODELS, fit
 
-    if "pseudo" not in model.OBSERVATION_MODELS:
-        monkeypatch.setitem(model.OBSERVATION_MODELS, "pseudo", build_pseudo_observation)
-    return model.fit
+    assert "pseudo" in OBSERVATION_MODELS
+    return fit
 
 
 def test_fit_pseudo_tracks_exact_fit(pseudo_registered):

@@ -73,14 +73,10 @@ from .._validation import check_N_order, check_spikes, n_params
 from ..basis import subsets, sufficient_stats
 from ..optim.newton import NewtonResult
 from ..optim.newton_cg import newton_cg_ascent
+from ..statespace.observation import ObservationModel
 from ..synthesis import _neighbour_index
 from ._common import ApproxMoments, split_pairwise
 from .registry import ETA_METHODS, approx_moments
-
-try:  # the lead's observation-model base class
-    from ..statespace.observation import ObservationModel
-except ImportError:  # pragma: no cover - statespace not present
-    ObservationModel = object  # type: ignore[misc,assignment]
 
 __all__ = [
     "local_fields",
@@ -579,7 +575,7 @@ def build_pseudo_observation(
     calibrate: bool = True,
     mask: torch.Tensor | None = None,
 ) -> PseudoLikelihood:
-    """Builder for ``torch_ising.statespace.model.OBSERVATION_MODELS["pseudo"]``.
+    """Builder for ``torch_ising.statespace.observation.OBSERVATION_MODELS["pseudo"]``.
 
     Args:
         y: sufficient statistics (B, T, D).

@@ -127,12 +127,12 @@ def fit_kwargs(fit_cfg: Any, model_cfg: Any, N: int) -> dict[str, Any]:
     import torch
 
     from ..basis import compute_D
-    from ..statespace import model
+    from ..statespace.observation import OBSERVATION_MODELS
     from ..statespace.stopping import STOP_RULES
 
-    if fit_cfg.method not in model.OBSERVATION_MODELS:
+    if fit_cfg.method not in OBSERVATION_MODELS:
         raise ValueError(
-            f"fit.method={fit_cfg.method!r} is not available; choose one of {', '.join(model.OBSERVATION_MODELS)}"
+            f"fit.method={fit_cfg.method!r} is not available; choose one of {', '.join(OBSERVATION_MODELS)}"
         )
     if fit_cfg.stop not in STOP_RULES:
         raise ValueError(f"fit.stop={fit_cfg.stop!r} is not a stopping rule; choose one of {', '.join(STOP_RULES)}")

@@ -8,19 +8,28 @@
 * :mod:`.qforms` - the forms of Q, one record each (:data:`Q_FORMS`)
 * :mod:`.mstep` - the M-step for mu, Q, F and U (3.3)
 * :mod:`.marginal` - the Laplace log marginal likelihood (3.4)
+* :mod:`.observation` - the observation models, their hooks and the registry ``fit(method=...)`` reads
 * :mod:`.stopping` - the stopping rules, one record each (:data:`STOP_RULES`): Anderson-accelerated
   EM, plain EM, the published rule (3.5), direct maximisation of l
 * :mod:`.em` - the EM loop: the first E-step, then the stopping rule
-* :mod:`.model` - :func:`fit` and :class:`StateSpaceIsing`"""
+* :mod:`.model` - :func:`fit` and :class:`StateSpaceIsing`
+"""
 
 from .em import run_em
 from .estep import E_STEPS, e_step
 from .filter import laplace_filter
 from .joint import joint_e_step
 from .marginal import log_marginal
-from .model import OBSERVATION_MODELS, FitWarning, StateSpaceIsing, fit
+from .model import FitWarning, StateSpaceIsing, fit
 from .mstep import m_step
-from .observation import ExactIsing, ObservationModel, autograd_value_grad_hess
+from .observation import (
+    OBSERVATION_MODELS,
+    ExactIsing,
+    ObservationModel,
+    autograd_value_grad_hess,
+    register_observation_model,
+    unregister_observation_model,
+)
 from .online import OnlineFilter
 from .qforms import Q_FORMS, QForm
 from .records import EMState, EStep, FilterResult, SmootherResult, StateSpaceParams
@@ -41,6 +50,8 @@ __all__ = [
     "ObservationModel",
     "ExactIsing",
     "OBSERVATION_MODELS",
+    "register_observation_model",
+    "unregister_observation_model",
     "Q_FORMS",
     "STOP_RULES",
     "StopRule",

@@ -76,7 +76,7 @@ def mll_with_grad(
 
 def _value_hess_differentiable(obs: ObservationModel, theta: torch.Tensor, t: int):
     """log p(y_t | theta) and its Hessian, both differentiable in theta."""
-    closed = getattr(obs, "value_grad_hess_differentiable", None)
+    closed = obs.value_grad_hess_differentiable
     if closed is not None:
         return closed(theta, t)
     value = obs.log_lik(theta, t)

@@ -141,12 +141,12 @@ def laplace_filter(
     sigma_p: list[torch.Tensor] = []
     iters = 0
     converged = True
-    separate_precision = getattr(obs, "separate_precision", False)
-    mode_search = getattr(obs, "mode", None)
-    score_scale = getattr(obs, "score_scale", None) if diagonal and separate_precision else None
-    R_scale = getattr(obs, "R_scale", None)
+    separate_precision = obs.separate_precision
+    mode_search = obs.mode
+    score_scale = obs.score_scale if diagonal and separate_precision else None
+    R_scale = obs.R_scale
     scale = obs.R if R_scale is None else R_scale[:, None]  # the tolerance's scale, per data set with masks
-    bin_posterior = None if diagonal else getattr(obs, "bin_posterior", None)
+    bin_posterior = None if diagonal else obs.bin_posterior
     step = _predictor(params, diagonal)
     for t in range(T):
         if t == 0:

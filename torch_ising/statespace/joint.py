@@ -442,7 +442,7 @@ def joint_e_step(
     solve = SOLVERS[solver]
     B, T, D = obs.B, obs.T, obs.D
     prior = prior_precision(params, T, u)
-    R = float(obs.R) if getattr(obs, "R_scale", None) is None else obs.R_scale[:, None, None]
+    R = float(obs.R) if obs.R_scale is None else obs.R_scale[:, None, None]
     x = params.mu[:, None].expand(B, T, D).clone() if theta_init is None else theta_init.clone()
 
     def prior_part(th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -189,10 +189,8 @@ def tri_matvec(d: torch.Tensor, e: torch.Tensor, v: torch.Tensor) -> torch.Tenso
 
 
 def supports_joint_diagonal(obs: ObservationModel) -> bool:
-    """Whether ``obs`` has what the diagonal joint E-step needs (``joint_terms``, ``precision_all``)."""
-    return bool(getattr(obs, "diagonal", False)) and all(
-        callable(getattr(obs, name, None)) for name in ("joint_terms", "precision_all", "log_lik_all")
-    )
+    """Whether ``obs`` has what the diagonal joint E-step needs (``diagonal``, ``joint_terms``, ``precision_all``)."""
+    return bool(obs.diagonal) and obs.joint_terms is not None and obs.precision_all is not None
 
 
 class _DiagPrior(NamedTuple):
@@ -256,14 +254,14 @@ def joint_diagonal_e_step(
         raise ValueError("estep='joint' with an input gain U needs the filter: use estep='filter'")
     B, T = obs.B, obs.T
     prior = _diag_prior(params, T)
-    R_t = getattr(obs, "R_t", None)
+    R_t = obs.R_t
     R_b = (
         R_t.amax(1).clamp_min(1.0)
-        if isinstance(R_t, torch.Tensor)
+        if R_t is not None
         else torch.full((B,), float(obs.R), dtype=params.mu.dtype, device=params.mu.device)
     )
     x = prior.m.clone() if theta_init is None else theta_init.clone()
-    score_scale = getattr(obs, "score_scale_all", None)
+    score_scale = obs.score_scale_all
     a = None if score_scale is None else score_scale(x)
     if a is None:
         Jd, Je = prior.d, prior.e
@@ -341,7 +339,7 @@ def joint_diagonal_e_step(
     fac = tri_factor(prior.d + G, prior.e)
     var, lag = tri_inverse(fac)
     diff = x - m
-    marginal_ll = getattr(obs, "marginal_log_lik", None)
+    marginal_ll = obs.marginal_log_lik
     ll = (marginal_ll(x) if marginal_ll is not None else obs.log_lik_all(x)).sum(-1)
     quad = (diff * tri_matvec(prior.d, prior.e, diff)).sum((-1, -2))
     mll = ll - 0.5 * quad + 0.5 * prior.logdet - 0.5 * fac.logdet.sum(-1)

@@ -20,7 +20,7 @@ __all__ = ["log_marginal"]
 
 def log_marginal(obs: ObservationModel, filt: FilterResult) -> torch.Tensor:
     """Laplace log marginal likelihood l per data set, shape (B,)."""
-    marginal_ll = getattr(obs, "marginal_log_lik", None)
+    marginal_ll = obs.marginal_log_lik
     with torch.no_grad():
         ll = marginal_ll(filt.theta_f) if marginal_ll is not None else obs.log_lik_all(filt.theta_f)
         diff = filt.theta_f - filt.theta_p

@@ -31,19 +31,18 @@ from .._validation import (
 )
 from .._warnings import user_stacklevel
 from ..basis import rebin, rebin_mask, subsets, sufficient_stats
-from ..moments import ExactMemoryError, check_memory
 from .em import run_em
 from .estep import check_estep, default_estep
 from .filter import check_map_method
 from .joint import filtered_from_joint
 from .joint_diagonal import filtered_from_joint_diagonal
-from .observation import ExactIsing, ObservationModel
+from .observation import observation_builder
 from .qforms import parse_state_cov
 from .records import EMOptions, EMState, StateSpaceParams, check_fingerprint, fit_fingerprint
 from .result import StateSpaceResult
 from .stopping import stop_rule
 
-__all__ = ["fit", "StateSpaceIsing", "FitWarning", "OBSERVATION_MODELS", "resolve_device"]
+__all__ = ["fit", "StateSpaceIsing", "FitWarning", "resolve_device"]
 
 
 class FitWarning(UserWarning):
@@ -54,45 +53,6 @@ class FitWarning(UserWarning):
 STATIONARY_SIGMA_O = 1.0
 #: prior covariance sigma_o of a time-varying fit when none is given
 SIGMA_O = 0.1
-
-
-def _exact_observation(
-    y: torch.Tensor, R: int | torch.Tensor, N: int, order: int, spikes: torch.Tensor, **_: Any
-) -> ObservationModel:
-    try:
-        check_memory(N, 1, y.dtype, y.device)
-    except ExactMemoryError as err:
-        if spikes.shape[-2] < N:
-            # a (T, N, R) array read as (T, R, N) makes many "neurons" and few "trials"
-            raise ExactMemoryError(
-                f"{err} Note: spikes were read as (T, R, N) with R = {spikes.shape[-2]} trials and N = {N} neurons; if "
-                "neurons and trials are swapped, pass spikes.transpose(1, 2) (a tensor) or "
-                "spikes.transpose(0, 2, 1) (numpy)."
-            ) from None
-        raise
-    return ExactIsing(y, R, N, order)
-
-
-def _pseudo_observation(
-    y: torch.Tensor, R: int | torch.Tensor, N: int, order: int, spikes: torch.Tensor, **opts: Any
-) -> ObservationModel:
-    from ..approx.pseudo import build_pseudo_observation
-
-    if isinstance(R, torch.Tensor):
-        opts["mask"] = opts.pop("trial_mask")
-        R = int(spikes.shape[-2])
-    opts.pop("trial_mask", None)
-
-    return build_pseudo_observation(y, R, N, order, spikes, **opts)
-
-
-#: Registry of observation models: method -> builder(y (B,T,D), R, N, order, spikes (B,T,R,N), **opts);
-#: R is an int, or with a ``mask`` a (B, T) tensor of the observed trials R_t of each bin (and then
-#: opts holds ``trial_mask``, the (B, T, R) mask after re-binning, for models that sum over trials).
-OBSERVATION_MODELS: dict[str, Callable[..., ObservationModel]] = {
-    "exact": _exact_observation,
-    "pseudo": _pseudo_observation,
-}
 
 
 def resolve_device(device: torch.device | str | None, fallback: torch.device) -> torch.device:
@@ -422,14 +382,13 @@ def fit(
     else:
         u_t = None
 
-    if method not in OBSERVATION_MODELS:
-        raise ValueError(f"method must be one of {sorted(OBSERVATION_MODELS)}, got {method!r}")
+    build_obs = observation_builder(method)
     opts_m = dict(method_options or {})
     if eta_method is not None:
         opts_m["eta_method"] = eta_method
     if m is not None:
         opts_m["trial_mask"] = m  # (B, T, R) of the observed trials, for models that sum over trials
-    obs = OBSERVATION_MODELS[method](y, R_eff if R_t is None else R_t, N, order, x, **opts_m)
+    obs = build_obs(y, R_eff if R_t is None else R_t, N, order, x, **opts_m)
     diag = obs.diagonal
     q_form, Q0, learn_Q = parse_state_cov(state_cov, D, N, B, T, dtype, dev, diag)
     F0, learn_F = _parse_state_ar(state_ar, D, B, dtype, dev, diag)

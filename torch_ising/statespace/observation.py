@@ -14,16 +14,45 @@ where R_t is the number of observed trials of bin t (R in every bin without a
 ``mask``; R_t = 0 for a missing bin, which then contributes nothing),
 
 computed by the O(N 2^N) transforms of :mod:`torch_ising.moments` (the fast path).
+
+The E-steps ask an observation model for more than :meth:`ObservationModel.log_lik`
+through optional hooks (a mode search of its own, a separate precision, a calibration,
+closed forms for the joint E-step...). Every hook is declared on
+:class:`ObservationModel` with a default (``None`` for an absent callable or attribute,
+``False`` for a flag) that gives the generic behaviour, so a subclass defines only the
+hooks it has.
+
+:data:`OBSERVATION_MODELS` maps the names that ``fit(method=...)`` accepts to the
+builders of their observation models; :func:`register_observation_model` adds one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import torch
 
 from .. import moments as _m
+from ..moments import ExactMemoryError, check_memory
 from .posterior import IsingBinPosterior
 
-__all__ = ["ObservationModel", "ExactIsing", "autograd_value_grad_hess"]
+if TYPE_CHECKING:
+    from ..newton import NewtonResult
+
+__all__ = [
+    "ObservationModel",
+    "ExactIsing",
+    "autograd_value_grad_hess",
+    "OBSERVATION_MODELS",
+    "ObservationBuilder",
+    "register_observation_model",
+    "unregister_observation_model",
+    "observation_builder",
+]
+
+#: The objective of a mode search: theta (B, D) -> (value (B,), grad (B, D), hess (B, D, D)).
+_Objective = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 def autograd_value_grad_hess(
@@ -64,18 +93,150 @@ class ObservationModel:
     and implement :meth:`log_lik`. They may override :meth:`value_grad_hess` with
     closed forms and :meth:`log_lik_all` with a batched version.
 
+    The optional hooks below are class attributes with a default that gives the
+    generic behaviour: a flag is False, an absent tensor or callable is None. A
+    subclass provides a callable hook by defining a method of that name (or sets
+    the attribute on the instance); the E-steps read them as plain attributes and
+    test the callables for None.
+
     Attributes:
+        B: data sets (the batch).
+        T: bins.
+        D: parameters per bin.
+        R: trials; the largest per-bin count, the scale of the mode searches' tolerance.
         diagonal: when True the filter keeps diagonal covariances (large D).
-        R_scale: None, or per data set (B,) the trials that scale the mode searches'
-            tolerance (max |grad| / R_scale), when they differ between data sets (masks).
+        separate_precision: when True the filtered covariance comes from :meth:`precision`.
+        R_scale: per data set (B,) trials that scale the tolerance, or None (``R``).
+        R_t: observed trials per bin (B, T), or None (``R`` in every bin).
+        mode: the model's own mode search of a bin (diagonal covariances), or None.
+        score_scale: the calibration of a bin's mode search, or None.
+        bin_posterior: a closed-form objective of a bin's mode search, or None.
+        value_grad_hess_differentiable: closed forms differentiable in theta, or None.
+        marginal_log_lik: the data term of the log marginal likelihood, or None.
+        joint_terms: every bin's value, gradient, Hessian diagonal and Hessian-vector
+            product (the diagonal joint E-step), or None.
+        precision_all: every bin's diagonal observation precision, or None.
+        score_scale_all: the calibration of the diagonal joint E-step, or None.
     """
 
     B: int
     T: int
     D: int
     R: int
+
     diagonal: bool = False
+    """When True the filter and the E-steps keep diagonal covariances (large D)."""
+
+    separate_precision: bool = False
+    """Where the filtered covariance comes from.
+
+    False: minus the Hessian of the mode search's objective at its maximum theta_{t|t},
+    W_{t|t} = (-hess log p(data_t | theta_{t|t}) + W_{t|t-1}^{-1})^{-1}. True: the observation
+    precision G_t of :meth:`precision` instead, W_{t|t} = (G_t(theta_{t|t}) + W_{t|t-1}^{-1})^{-1}
+    (e.g. a Fisher information where the mode is that of a pseudo-likelihood). With diagonal
+    covariances it also enables :attr:`score_scale`.
+    """
+
     R_scale: torch.Tensor | None = None
+    """None, or per data set (B,) the trials that scale the mode searches' tolerance.
+
+    A mode search of data set b stops when max |grad| / R_scale[b] < tol; set when the
+    trials differ between data sets (masks). None: max |grad| / R < tol for every data set.
+    """
+
+    R_t: torch.Tensor | None = None
+    """None, or the observed trials R_t of every bin (B, T) (0 for a missing bin).
+
+    The diagonal joint E-step scales data set b's tolerance by R_b = max(1, max_t R_t[b])
+    (by ``R`` when None).
+    """
+
+    mode: Callable[..., NewtonResult] | None = None
+    """None, or the model's own mode search of bin t with diagonal covariances.
+
+    Called by the filter (diagonal covariances, ``map_method="newton"``) as
+    ``mode(theta0, t, m, p, *, tol, scale, max_iter)`` with theta0, the prior mean m
+    and the prior precision p all (B, D); it maximises
+
+        L(theta) = log p(data_t | theta) - 1/2 sum_d p_d (theta_d - m_d)^2
+
+    from theta0 until max |grad L| / scale <= tol, and returns a
+    :class:`torch_ising.newton.NewtonResult` (``hess`` the diagonal of hess L).
+    None: Newton's method on :meth:`value_grad_hess` (:func:`torch_ising.newton.newton_ascent`).
+    """
+
+    score_scale: Callable[[torch.Tensor, int], torch.Tensor | None] | None = None
+    """None, or the calibration a (B, D) of bin t's mode search, ``score_scale(theta_pred, t)``.
+
+    Used only with diagonal covariances and :attr:`separate_precision`. The filter divides
+    the prior precision p of the mode search by a, i.e. it maximises
+
+        log p(data_t | theta) - 1/2 sum_d (p_d / a_d) (theta_d - theta_{t|t-1,d})^2,
+
+    which scales the score of theta_d by a_d; the filtered covariance keeps p. None (or a
+    None return): a = 1.
+    """
+
+    bin_posterior: Callable[[int, torch.Tensor, torch.Tensor], _Objective | None] | None = None
+    """None, or a closed-form objective of bin t's mode search, ``bin_posterior(t, m, P)``.
+
+    Used with full covariances only. It returns the log posterior of bin t with the prior
+    N(m, P^{-1}) (m (B, D), P (B, D, D)) as a callable theta -> (value, grad, hess) of
+
+        log p(data_t | theta) - 1/2 (theta - m)^T P (theta - m),
+
+    or None for the generic objective built from :meth:`value_grad_hess` (as when the hook is None).
+    """
+
+    value_grad_hess_differentiable: (
+        Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None
+    ) = None
+    """None, or log p(data_t | theta), its gradient and Hessian by closed forms differentiable in theta.
+
+    ``value_grad_hess_differentiable(theta (B, D), t)`` -> (value (B,), grad (B, D),
+    hess (B, D, D)), all in the autograd graph of theta: the direct maximisation of l
+    (:mod:`torch_ising.statespace.direct`) differentiates through them. None: autograd
+    through :meth:`log_lik` (with ``create_graph=True``).
+    """
+
+    marginal_log_lik: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """None, or the data term of the Laplace log marginal likelihood l of every bin, theta (B, T, D) -> (B, T).
+
+    l = sum_t [ marginal_log_lik(theta_t) - 1/2 (theta_t - theta_{t|t-1})^T W_{t|t-1}^{-1} (...)
+    + 1/2 log det W_{t|t} - 1/2 log det W_{t|t-1} ] (MODEL.md 3.4), e.g.
+    R_t [y_t . theta - psi~(theta)] with an approximate psi~ for a pseudo-likelihood model.
+    None: :meth:`log_lik_all`.
+    """
+
+    joint_terms: (
+        Callable[
+            [torch.Tensor],
+            tuple[torch.Tensor, torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]],
+        ]
+        | None
+    ) = None
+    """None, or every bin's terms for the diagonal joint E-step, ``joint_terms(theta (B, T, D))``.
+
+    Returns (value (B, T), grad (B, T, D), hess diagonal (B, T, D), hv) of log p(data_t | theta_t)
+    with hv(v) = (hess log p(data_t | theta_t)) v_t for v (B, T, D). With :attr:`precision_all`
+    and ``diagonal`` it makes the model eligible for the diagonal joint E-step
+    (:mod:`torch_ising.statespace.joint_diagonal`).
+    """
+
+    precision_all: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """None, or the diagonal observation precision G_t of every bin, theta (B, T, D) -> (B, T, D).
+
+    The diagonal joint E-step's posterior precision at the mode is P = J + diag(G_t)
+    (J the prior's tridiagonal precision); :meth:`precision` of every bin at once.
+    """
+
+    score_scale_all: Callable[[torch.Tensor], torch.Tensor | None] | None = None
+    """None, or the diagonal joint E-step's calibration a (B, 1, D), ``score_scale_all(theta (B, T, D))``.
+
+    The joint E-step divides the prior precision J by a (one a_d per coordinate, for the whole
+    path), which scales every bin's score of theta_d by a_d; the posterior covariance keeps J.
+    None (or a None return): a = 1.
+    """
 
     def log_lik(self, theta: torch.Tensor, t: int) -> torch.Tensor:
         """log p(data_t | theta) for theta (B, D); shape (B,). Must be differentiable."""
@@ -170,7 +331,9 @@ class ExactIsing(ObservationModel):
         r = self.R_t
         return r * ((self.y * theta).sum(-1) - psi), r[..., None] * (self.y - eta), -r[..., None, None] * G
 
-    def value_grad_hess_differentiable(self, theta: torch.Tensor, t: int):
+    def value_grad_hess_differentiable(
+        self, theta: torch.Tensor, t: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Closed forms that stay differentiable in theta (autograd through the transforms)."""
         m = _m.moments(theta, self.N, self.order)
         y, r = self.y[:, t], self.R_t[:, t]
@@ -178,3 +341,93 @@ class ExactIsing(ObservationModel):
 
     def expectation(self, theta: torch.Tensor) -> torch.Tensor:
         return _m.expectation(theta, self.N, self.order)
+
+
+# --------------------------------------------------------------------------- the registry
+
+#: The builder of an observation model: builder(y (B, T, D), R, N, order, spikes (B, T, R, N), **opts).
+ObservationBuilder = Callable[..., ObservationModel]
+
+
+def _exact_observation(
+    y: torch.Tensor, R: int | torch.Tensor, N: int, order: int, spikes: torch.Tensor, **_: Any
+) -> ObservationModel:
+    try:
+        check_memory(N, 1, y.dtype, y.device)
+    except ExactMemoryError as err:
+        if spikes.shape[-2] < N:
+            # a (T, N, R) array read as (T, R, N) makes many "neurons" and few "trials"
+            raise ExactMemoryError(
+                f"{err} Note: spikes were read as (T, R, N) with R = {spikes.shape[-2]} trials and N = {N} neurons; if "
+                "neurons and trials are swapped, pass spikes.transpose(1, 2) (a tensor) or "
+                "spikes.transpose(0, 2, 1) (numpy)."
+            ) from None
+        raise
+    return ExactIsing(y, R, N, order)
+
+
+def _pseudo_observation(
+    y: torch.Tensor, R: int | torch.Tensor, N: int, order: int, spikes: torch.Tensor, **opts: Any
+) -> ObservationModel:
+    from ..approx.pseudo import build_pseudo_observation
+
+    if isinstance(R, torch.Tensor):
+        opts["mask"] = opts.pop("trial_mask")
+        R = int(spikes.shape[-2])
+    opts.pop("trial_mask", None)
+
+    return build_pseudo_observation(y, R, N, order, spikes, **opts)
+
+
+#: Registry of observation models: method -> builder(y (B,T,D), R, N, order, spikes (B,T,R,N), **opts);
+#: R is an int, or with a ``mask`` a (B, T) tensor of the observed trials R_t of each bin (and then
+#: opts holds ``trial_mask``, the (B, T, R) mask after re-binning, for models that sum over trials).
+#: Add to it with :func:`register_observation_model`.
+OBSERVATION_MODELS: dict[str, ObservationBuilder] = {
+    "exact": _exact_observation,
+    "pseudo": _pseudo_observation,
+}
+
+
+def register_observation_model(name: str, builder: ObservationBuilder, *, replace: bool = False) -> None:
+    """Make ``fit(method=name)`` build its observation model with ``builder``.
+
+    Args:
+        name: the method name.
+        builder: called as ``builder(y, R, N, order, spikes, **opts)`` (see :data:`OBSERVATION_MODELS`)
+            and returning an :class:`ObservationModel`.
+        replace: allow replacing a builder already registered under ``name``.
+
+    Raises:
+        TypeError: ``name`` is not a string or ``builder`` is not callable.
+        ValueError: ``name`` is already registered and ``replace`` is False.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"an observation model's name must be a non-empty string; got {name!r}")
+    if not callable(builder):
+        raise TypeError(f"the builder of observation model {name!r} must be callable; got {type(builder).__name__}")
+    if name in OBSERVATION_MODELS and not replace:
+        raise ValueError(f"an observation model named {name!r} is already registered; pass replace=True to replace it")
+    OBSERVATION_MODELS[name] = builder
+
+
+def unregister_observation_model(name: str) -> ObservationBuilder:
+    """Remove the observation model registered under ``name`` and return its builder.
+
+    Raises:
+        ValueError: no observation model is registered under ``name``.
+    """
+    if name not in OBSERVATION_MODELS:
+        raise ValueError(f"no observation model named {name!r} is registered; registered: {sorted(OBSERVATION_MODELS)}")
+    return OBSERVATION_MODELS.pop(name)
+
+
+def observation_builder(method: str) -> ObservationBuilder:
+    """The builder registered under ``method`` (the ``method`` of :func:`torch_ising.fit`).
+
+    Raises:
+        ValueError: no observation model is registered under ``method``.
+    """
+    if method not in OBSERVATION_MODELS:
+        raise ValueError(f"method must be one of {sorted(OBSERVATION_MODELS)}, got {method!r}")
+    return OBSERVATION_MODELS[method]
