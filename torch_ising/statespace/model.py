@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._device import resolve_device
 from .._threads import threads_for
 from .._validation import (
     as_tensor,
@@ -41,7 +42,7 @@ from .observation import ExactIsing, ObservationModel
 from .records import EMState, StateSpaceParams, check_fingerprint, fit_fingerprint
 from .result import StateSpaceResult
 
-__all__ = ["fit", "StateSpaceIsing", "FitWarning", "OBSERVATION_MODELS", "resolve_device"]
+__all__ = ["fit", "StateSpaceIsing", "FitWarning", "OBSERVATION_MODELS"]
 
 
 class FitWarning(UserWarning):
@@ -91,18 +92,6 @@ OBSERVATION_MODELS: dict[str, Callable[..., ObservationModel]] = {
     "exact": _exact_observation,
     "pseudo": _pseudo_observation,
 }
-
-
-def resolve_device(device: torch.device | str | None, fallback: torch.device) -> torch.device:
-    """None -> ``fallback``; "auto" -> cuda when available, else cpu; explicit cuda without a GPU -> error."""
-    if device is None:
-        return fallback
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was requested but no CUDA GPU is available; use device='cpu' or 'auto'")
-    return dev
 
 
 class _Progress:
