@@ -28,12 +28,12 @@ def test_surrogates_and_cv_match_direct_calls(tmp_path):
     assert len(rows) == 8
     np.testing.assert_allclose([float(r["observed"]) for r in rows], st.observed.numpy(), rtol=1e-8)
     np.testing.assert_allclose([float(r["p_value"]) for r in rows], st.p_value.numpy(), rtol=1e-6)
-    assert summary["surrogate_significant_bins"] == int((st.p_value < 0.01).sum())
+    assert summary.surrogate_significant_bins == int((st.p_value < 0.01).sum())
     with pytest.warns(ti.FitWarning):
         cv = ti.cross_validate(spikes, orders=(1, 2, 3), folds=2, seed=3, **kw)
     rows = list(csv.DictReader((tmp_path / "cross_validation.csv").open()))
     np.testing.assert_allclose([float(r["heldout_ll_mean"]) for r in rows], cv.mean.numpy(), rtol=1e-8)
-    assert summary["cv_best_order"] == cv.best
+    assert summary.cv_best_order == cv.best
     for name in ("surrogates.png", "cv.png"):
         assert (tmp_path / "figures" / name).is_file()
     text = (tmp_path / "summary.txt").read_text()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 import math
 import os
 import signal
@@ -64,20 +66,27 @@ def test_run_experiment_writes_results_that_match_a_direct_fit(tmp_path):
     assert res["mll"] == pytest.approx(direct.mll, rel=1e-12)
     D = _d(3, 2)
     k = D + 1  # mu (D) + scalar Q (1), MODEL.md 4
-    assert summary["k"] == k
-    assert summary["aic"] == pytest.approx(-2 * direct.mll + 2 * k, rel=1e-12)
-    assert summary["bic"] == pytest.approx(-2 * direct.mll + k * math.log(12 * 30), rel=1e-12)
-    assert (summary["N"], summary["T"], summary["R"], summary["order"]) == (3, 12, 30, 2)
-    assert summary["iterations"] == direct.iterations and summary["wall_time"] > 0
+    assert summary.k == k
+    assert summary.aic == pytest.approx(-2 * direct.mll + 2 * k, rel=1e-12)
+    assert summary.bic == pytest.approx(-2 * direct.mll + k * math.log(12 * 30), rel=1e-12)
+    assert (summary.N, summary.T, summary.R, summary.order) == (3, 12, 30, 2)
+    assert summary.iterations == direct.iterations and summary.wall_time > 0
     assert "model:\n  _target_" in res["config_yaml"] and "order: 2" in res["config_yaml"]
     assert (tmp_path / "config_resolved.yaml").read_text() == res["config_yaml"]
     text = (tmp_path / "summary.txt").read_text()
     for needle in ("N ", "T ", "R ", "order", "mll", "AIC", "iterations", "wall time"):
         assert needle in text
     assert (tmp_path / "figures" / "mll.png").is_file()
+    # the returned record is the summary the run wrote, and cannot be changed
+    assert isinstance(summary, cli.ExperimentSummary)
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary.to_dict()
+    assert cli.ExperimentSummary.from_dict(summary.to_dict()) == summary
+    assert "surrogates" not in summary.to_dict() and summary.surrogates is None  # no analysis was asked for
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        summary.mll = 0.0  # type: ignore[misc]
     # 4 iterations do not reach the fixed point: the fit's warning is kept with the results
-    assert not direct.converged and not summary["converged"]
-    assert len(summary["warnings"]) == 1 and "max_iter=4" in summary["warnings"][0]
+    assert not direct.converged and not summary.converged
+    assert len(summary.warnings) == 1 and "max_iter=4" in summary.warnings[0]
     assert "warning" in text and "max_iter=4" in text
 
 
@@ -101,8 +110,8 @@ def test_run_writes_the_loaders_mask_and_fits_with_it(tmp_path):
     np.testing.assert_allclose(res["theta_s"], direct.theta_s.numpy(), rtol=0, atol=1e-12)
     np.testing.assert_array_equal(res["R_t"], mask.sum(1))
     n = int(mask.sum())
-    assert summary["n_obs"] == n and summary["unobserved_entries"] == 12 * 30 - n
-    assert summary["bic"] == pytest.approx(-2 * direct.mll + summary["k"] * math.log(n), rel=1e-12)
+    assert summary.n_obs == n and summary.unobserved_entries == 12 * 30 - n
+    assert summary.bic == pytest.approx(-2 * direct.mll + summary.k * math.log(n), rel=1e-12)
     assert ti.StateSpaceResult.load(tmp_path / "out" / "results.npz").R_t.sum() == n
 
 
@@ -231,7 +240,7 @@ def test_sigterm_leaves_no_results_and_resume_reproduces_the_fit(tmp_path, rule)
     full = load_results(uninterrupted / "results.npz")
     resumed = load_results(killed_dir / "results.npz")
     assert full["iterations"] > _KILL_AT, "the uninterrupted fit must run past the kill"
-    assert summary["resumed_from"] == _KILL_AT and resumed["summary"]["iterations"] == full["iterations"]
+    assert summary.resumed_from == _KILL_AT and resumed["summary"]["iterations"] == full["iterations"]
     gap = np.abs(resumed["theta_s"] - full["theta_s"]).max()
     print(f"resume ({'/'.join(rule) or 'default'}): max |d theta_s| = {gap:.1e}")
     np.testing.assert_allclose(resumed["theta_s"], full["theta_s"], rtol=0, atol=1e-10)

@@ -221,12 +221,12 @@ def test_bin_times_and_unit_ids_round_trip_through_results(tmp_path):
     with initialize_config_dir(config_dir=str(cli.CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     summary = cli.run_experiment(cfg, tmp_path / "run")
-    assert "max_iter=3" in summary["warnings"][0]  # the CLI keeps the fit's FitWarning in the summary
+    assert "max_iter=3" in summary.warnings[0]  # the CLI keeps the fit's FitWarning in the summary
     res = outputs.load_results(tmp_path / "run" / "results.npz")
     raw = -0.1 + 0.01 * (np.arange(40) + 0.5)  # bin centres, seconds from the event
     np.testing.assert_allclose(res["raw_bin_times"], raw)
     np.testing.assert_allclose(res["bin_times"], (raw[0::2] + raw[1::2]) / 2)  # model.window=2 pairs of bins
     np.testing.assert_array_equal(res["unit_ids"], [4, 9, 17])
-    assert res["time_unit"] == "s" and summary["unit_ids"] == [4, 9, 17]
-    assert summary["data_notes"] == []  # every spike lies in a window, one per bin: nothing changed
+    assert res["time_unit"] == "s" and summary.unit_ids == (4, 9, 17)
+    assert summary.data_notes == ()  # every spike lies in a window, one per bin: nothing changed
     assert (tmp_path / "run" / "reliable_couplings.csv").is_file()

@@ -510,7 +510,7 @@ def test_sigkill_mid_fit_then_resume_reproduces_the_uninterrupted_run(tmp_path, 
     (killed / ".results.npz.abc123.tmp").write_bytes(b"partial")
     assert (killed / ".torch-ising.lock").exists()
     summary = cli.run_experiment(_compose([*RESUME_COMMON, "fit.resume=true"]), killed)
-    assert summary["resumed_from"] == 4
+    assert summary.resumed_from == 4
     full, resumed = load_results(uninterrupted / "results.npz"), load_results(killed / "results.npz")
     assert full["iterations"] > 4 and resumed["iterations"] == full["iterations"]
     np.testing.assert_allclose(resumed["theta_s"], full["theta_s"], rtol=0, atol=1e-10)

@@ -18,6 +18,7 @@ that names the problem and the fix; ``HYDRA_FULL_ERROR=1`` (or
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import math
 import os
@@ -38,15 +39,16 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from .._device import resolve_device
 from ..statespace.qforms import Q_FORMS
 from .schemas import DATA_SCHEMAS, ExperimentConfig, register_configs
 
 __all__ = [
     "find_config_dir",
     "CONFIG_DIR",
-    "resolve_device",
     "fit_kwargs",
     "run_experiment",
+    "ExperimentSummary",
     "SweepTableCallback",
     "one_line_error",
     "main",
@@ -55,8 +57,11 @@ __all__ = [
 _PROG = "torch-ising"
 #: The automatic schema matching of our launcher presets (same names as the plugins' own) is intended.
 _SCHEMA_MATCH_WARNING = r"(?s).*is validated against ConfigStore schema with the same name"
-# At import, so that the launchers' worker processes (which import this module to run a job) are quiet too.
-warnings.filterwarnings("ignore", message=_SCHEMA_MATCH_WARNING, category=UserWarning)
+
+
+def _ignore_schema_matching() -> None:
+    """Add a filter, to the current warning filters, that ignores Hydra's warning about our launcher presets."""
+    warnings.filterwarnings("ignore", message=_SCHEMA_MATCH_WARNING, category=UserWarning)
 
 
 # --------------------------------------------------------------------------------------------- configs
@@ -81,30 +86,11 @@ def find_config_dir() -> Path | None:
     return None
 
 
+#: The folder of the configs as found at import (for information: :func:`main` looks it up at each call).
 CONFIG_DIR = find_config_dir()
 
 
 # --------------------------------------------------------------------------------------------- fit settings
-
-
-def resolve_device(device: str) -> Any:
-    """``fit.device`` -> torch.device: "auto" is CUDA when available, else CPU.
-
-    Raises:
-        ValueError: for "cuda" on a machine without a usable CUDA GPU.
-    """
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "fit.device=cuda but no CUDA GPU is available to torch (torch.cuda.is_available() is False); "
-            "use fit.device=auto or fit.device=cpu"
-        )
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"fit.device must be auto, cpu or cuda; got {device!r}")
-    return torch.device(device)
 
 
 def _state_cov(Q: Any, Q_form: str, N: int, D: int) -> Any:
@@ -147,7 +133,7 @@ def fit_kwargs(fit_cfg: Any, model_cfg: Any, N: int) -> dict[str, Any]:
         "tol": fit_cfg.tol,
         "stop": fit_cfg.stop,
         "stationary": fit_cfg.stationary,
-        "device": resolve_device(fit_cfg.device),
+        "device": resolve_device(fit_cfg.device, option="fit.device"),
         "dtype": {"float64": torch.float64, "float32": torch.float32}[fit_cfg.dtype],
         "progress": fit_cfg.progress,
         "method": fit_cfg.method,
@@ -217,6 +203,130 @@ def _load_resume_state(path: Path, meta: Mapping[str, Any], fit_stop: str = "") 
 # --------------------------------------------------------------------------------------------- one run
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExperimentSummary:
+    """What one run of :func:`run_experiment` found and wrote: the content of its ``summary.json``.
+
+    :meth:`to_dict` gives the mapping written to ``summary.json`` (the fields of analyses that were
+    not run left out); :meth:`from_dict` reads one back.
+    """
+
+    name: str
+    """The experiment's name (the config's ``name``)."""
+    data: str
+    """One line naming the data source and its (T, R, N) mapping."""
+    N: int
+    """Neurons."""
+    T: int
+    """Bins of the fit (after re-binning by ``model.window``)."""
+    R: int
+    """Trials."""
+    T_raw: int
+    """Bins of the data as loaded."""
+    order: int
+    """Interaction order of the model."""
+    window: int
+    """Raw bins per fitted bin."""
+    D: int
+    """Natural parameters per bin."""
+    mll: float
+    """Log marginal likelihood l of the fit."""
+    aic: float
+    """Akaike information criterion of the fit."""
+    bic: float
+    """Bayesian information criterion of the fit (with ``n_obs`` observations)."""
+    k: int
+    """Hyperparameters counted by AIC and BIC."""
+    n_obs: int
+    """Observations: sum over bins of the observed trials (T R when nothing is missing)."""
+    unobserved_entries: int
+    """Entries (bin, trial) of the raw data without an observation."""
+    iterations: int
+    """EM iterations, those before a resume included."""
+    converged: bool
+    """Whether the fit met its stopping rule before ``fit.max_iter``."""
+    wall_time: float
+    """Seconds of the whole run up to the fit's end (loading and the fit)."""
+    fit_time: float
+    """Seconds of the fit alone."""
+    device: str
+    """The device the fit ran on."""
+    dtype: str
+    """The floating-point type of the fit."""
+    method: str
+    """The observation model (``fit.method``)."""
+    stop: str
+    """The stopping rule (``fit.stop``)."""
+    resumed_from: int
+    """The EM iteration of the checkpoint the run resumed from (0: not resumed)."""
+    overrides: tuple[str, ...]
+    """The command-line overrides of the run."""
+    output_dir: str
+    """The run's directory."""
+    warnings: tuple[str, ...]
+    """The fit's FitWarnings."""
+    data_notes: tuple[str, ...]
+    """What the data loader changed (its DataWarnings)."""
+    time_unit: str
+    """The unit of the bin times: "s" or "bin"."""
+    unit_ids: tuple[int, ...]
+    """The data's id of each neuron."""
+    reliable_couplings: int | None = None
+    """Pairwise couplings whose 90% band excludes 0 in at least ``reliable_min_bins`` bins (None: not computed)."""
+    reliable_min_bins: int | None = None
+    """The bins ``reliable_couplings`` asks for (None: not computed)."""
+    surrogates: int | None = None
+    """Trial-shuffle surrogates drawn (None: no surrogate test)."""
+    surrogate_statistic: str | None = None
+    """The statistic of the surrogate test."""
+    surrogate_alpha: float | None = None
+    """The per-bin significance level of the surrogate test."""
+    surrogate_significant_bins: int | None = None
+    """Bins where the surrogate test's p-value is below ``surrogate_alpha``."""
+    cv_folds: int | None = None
+    """Folds of the cross-validation over orders (None: not run)."""
+    cv_best_order: int | None = None
+    """The order with the highest mean held-out log-likelihood."""
+    cv_heldout_ll: dict[str, float] | None = None
+    """Mean held-out log-likelihood of each order (keys: the orders as text)."""
+    results_file: str
+    """The results file ("" when ``output.results`` is false)."""
+    figures: tuple[str, ...]
+    """The figure files written."""
+
+    _OPTIONAL = (
+        "reliable_couplings",
+        "reliable_min_bins",
+        "surrogates",
+        "surrogate_statistic",
+        "surrogate_alpha",
+        "surrogate_significant_bins",
+        "cv_folds",
+        "cv_best_order",
+        "cv_heldout_ll",
+    )
+    _SEQUENCES = ("overrides", "warnings", "data_notes", "unit_ids", "figures")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as ``summary.json`` holds it: lists for the sequences, unset optional fields left out."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in self._OPTIONAL and value is None:
+                continue
+            out[f.name] = list(value) if f.name in self._SEQUENCES else value
+        return out
+
+    @classmethod
+    def from_dict(cls, summary: Mapping[str, Any]) -> ExperimentSummary:
+        """The record of a summary mapping (as :meth:`to_dict` gives and ``summary.json`` holds).
+
+        Raises:
+            TypeError: for a key that is not a field, or a missing required field.
+        """
+        return cls(**{k: tuple(v) if k in cls._SEQUENCES else v for k, v in summary.items()})
+
+
 def _data_config(cfg: DictConfig) -> dict[str, Any]:
     data = OmegaConf.to_container(cfg.data, resolve=True)
     assert isinstance(data, dict)
@@ -233,7 +343,7 @@ def _data_config(cfg: DictConfig) -> dict[str, Any]:
     return data
 
 
-def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
+def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> ExperimentSummary:
     """Run one experiment: load the data, fit, and write results, summary and figures into ``output_dir``.
 
     The run holds a lock file in ``output_dir`` (another run there is refused), removes the temporary
@@ -246,7 +356,8 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
         overrides: the command-line overrides of this run (recorded in the summary).
 
     Returns:
-        the summary: N, T, R, order, mll, aic, bic, k, iterations, wall_time, paths, ...
+        the summary (:class:`ExperimentSummary`: N, T, R, order, mll, aic, bic, k, iterations, wall_time,
+        paths, ...), the content of ``summary.json``.
 
     Raises:
         RunDirectoryBusy: when another live run holds ``output_dir``.
@@ -260,7 +371,7 @@ def run_experiment(cfg: DictConfig, output_dir: str | os.PathLike, overrides: Se
         return _run_experiment(cfg, output_dir, overrides)
 
 
-def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] = ()) -> ExperimentSummary:
     """The body of :func:`run_experiment`, run while holding the directory's lock.
 
     Args:
@@ -269,7 +380,7 @@ def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] 
         overrides: the command-line overrides of this run (recorded in the summary).
 
     Returns:
-        the summary: N, T, R, order, mll, aic, bic, k, iterations, wall_time, paths, ...
+        the summary, the content of ``summary.json``.
     """
     t_start = time.perf_counter()
     from hydra.utils import instantiate
@@ -468,7 +579,7 @@ def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] 
     for path in analysis_files:
         lines.append(f"  {'analysis':<14} {path}")
     print("\n".join(lines), flush=True)
-    return summary
+    return ExperimentSummary.from_dict(summary)
 
 
 def _run_analyses(
@@ -677,16 +788,15 @@ def one_line_error(exc: BaseException) -> str:
 
 
 def _debug() -> bool:
-    return os.environ.get("TORCH_ISING_DEBUG") == "1" or _USER_FULL_ERROR
-
-
-_USER_FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    """Whether errors show their traceback: ``TORCH_ISING_DEBUG=1``, which :func:`main` sets when the user set
+    ``HYDRA_FULL_ERROR=1`` (read at each call, so that a launcher's worker process, which inherits the
+    environment, decides as the command does)."""
+    return os.environ.get("TORCH_ISING_DEBUG") == "1"
 
 
 # --------------------------------------------------------------------------------------------- entry points
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR) if CONFIG_DIR else None, config_name="config")
 def _task(cfg: DictConfig) -> float:
     """The Hydra task: one run of :func:`run_experiment` in Hydra's output directory."""
     hc = HydraConfig.get()
@@ -718,39 +828,87 @@ def _task(cfg: DictConfig) -> float:
                 write_json(output_dir / FAILED_FILE, record)
             return math.nan
         raise SystemExit(message) from None
-    return float(summary["mll"])
+    return float(summary.mll)
+
+
+class _JobTask:
+    """The task function :func:`main` hands to Hydra: calls :func:`_task`.
+
+    A launcher that runs jobs in other processes (joblib, submitit) pickles it; unpickling it in the
+    worker (:func:`_job_task_in_worker`) adds the filter of Hydra's schema-matching warning there, before
+    the worker composes its job's config, since the worker does not run :func:`main`. Nothing else,
+    and nothing at import, changes a warning filter.
+    """
+
+    def __call__(self, cfg: DictConfig) -> float:
+        """Run one job."""
+        return _task(cfg)
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_job_task_in_worker, ())
+
+
+def _job_task_in_worker() -> _JobTask:
+    """Unpickle a :class:`_JobTask` in a launcher's worker process, quieting the schema-matching warning."""
+    _ignore_schema_matching()
+    return _JobTask()
+
+
+@contextlib.contextmanager
+def _command_state() -> Iterator[None]:
+    """The process state of one run of the command, restored on exit.
+
+    Inside: Hydra's warning about our launcher presets (same names as the plugins' own, matched to
+    the plugins' schemas on purpose) is ignored; ``MPLBACKEND`` is ``Agg`` unless set (figures without
+    a display); ``TORCH_ISING_DEBUG=1`` when the user set ``HYDRA_FULL_ERROR=1``; and
+    ``HYDRA_FULL_ERROR=1``, so that Hydra re-raises errors and they are reported on one line. The
+    warning filters and these three environment variables are as before on exit.
+    """
+    names = ("MPLBACKEND", "TORCH_ISING_DEBUG", "HYDRA_FULL_ERROR")
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        os.environ.setdefault("MPLBACKEND", "Agg")
+        if saved["HYDRA_FULL_ERROR"] == "1":
+            os.environ["TORCH_ISING_DEBUG"] = "1"
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+        with warnings.catch_warnings():
+            _ignore_schema_matching()
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def main() -> None:
     """Console-script entry point of ``torch-ising`` (and ``python -m torch_ising``)."""
-    global _USER_FULL_ERROR
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    if CONFIG_DIR is None:
+    config_dir = find_config_dir()
+    if config_dir is None:
         sys.exit(
             f"{_PROG}: error: cannot find the configs (config.yaml); reinstall torch_ising, or set "
             "TORCH_ISING_CONFIG_DIR=/path/to/configs"
         )
-    register_configs()
-    _USER_FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    debug = _debug()
-    # Let Hydra re-raise errors so that they are reported here on one line.
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        _task()
-        if _SWEEP_FAILURES:
-            sys.stderr.write(f"{_PROG}: error: {len(_SWEEP_FAILURES)} sweep job(s) failed: {_SWEEP_FAILURES[0]}\n")
+    _SWEEP_FAILURES.clear()
+    with _command_state():
+        register_configs()
+        debug = _debug()
+        task = hydra.main(version_base="1.3", config_path=str(config_dir), config_name="config")(_JobTask())
+        try:
+            task()
+            if _SWEEP_FAILURES:
+                n, first = len(_SWEEP_FAILURES), _SWEEP_FAILURES[0]
+                sys.stderr.write(f"{_PROG}: error: {n} sweep job(s) failed: {first}\n")
+                sys.exit(1)
+        except KeyboardInterrupt:
+            sys.stderr.write(f"{_PROG}: stopped by Ctrl-C (SIGINT)\n")
+            sys.exit(128 + signal.SIGINT)
+        except Exception as exc:
+            if debug:
+                raise
+            sys.stderr.write(f"{_PROG}: error: {one_line_error(exc)} (HYDRA_FULL_ERROR=1 shows the traceback)\n")
             sys.exit(1)
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{_PROG}: stopped by Ctrl-C (SIGINT)\n")
-        sys.exit(128 + signal.SIGINT)
-    except Exception as exc:
-        if debug:
-            raise
-        sys.stderr.write(f"{_PROG}: error: {one_line_error(exc)} (HYDRA_FULL_ERROR=1 shows the traceback)\n")
-        sys.exit(1)
-    finally:
-        if not _USER_FULL_ERROR:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._device import resolve_device
 from .._threads import threads_for
 from .._validation import (
     as_tensor,
@@ -42,7 +43,7 @@ from .records import EMOptions, EMState, StateSpaceParams, check_fingerprint, fi
 from .result import StateSpaceResult
 from .stopping import stop_rule
 
-__all__ = ["fit", "StateSpaceIsing", "FitWarning", "resolve_device"]
+__all__ = ["fit", "StateSpaceIsing", "FitWarning"]
 
 
 class FitWarning(UserWarning):
@@ -53,18 +54,6 @@ class FitWarning(UserWarning):
 STATIONARY_SIGMA_O = 1.0
 #: prior covariance sigma_o of a time-varying fit when none is given
 SIGMA_O = 0.1
-
-
-def resolve_device(device: torch.device | str | None, fallback: torch.device) -> torch.device:
-    """None -> ``fallback``; "auto" -> cuda when available, else cpu; explicit cuda without a GPU -> error."""
-    if device is None:
-        return fallback
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was requested but no CUDA GPU is available; use device='cpu' or 'auto'")
-    return dev
 
 
 class _Progress:
