@@ -71,9 +71,9 @@ from torch.nn.functional import softplus
 
 from .._validation import check_N_order, check_spikes, n_params
 from ..basis import subsets, sufficient_stats
+from ..likelihood import ObservationModel
 from ..optim.newton import NewtonResult
 from ..optim.newton_cg import newton_cg_ascent
-from ..statespace.observation import ObservationModel
 from ..synthesis import _neighbour_index
 from ._common import ApproxMoments, split_pairwise
 from .registry import ETA_METHODS, approx_moments
