@@ -4,7 +4,7 @@ Maximises f(x) (B,) from its value and gradient alone, batched over the first
 dimension; every row has its own inverse-Hessian estimate, step and stopping test,
 so a batched search gives the same result as separate ones. Used for the direct
 maximisation of the Laplace marginal likelihood l over the hyperparameters
-(:mod:`torch_ising.statespace.direct`, :mod:`torch_ising.statespace.em`).
+(:mod:`torch_ising.statespace.direct`, :mod:`torch_ising.statespace.stopping`).
 """
 
 from __future__ import annotations

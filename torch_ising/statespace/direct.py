@@ -13,7 +13,7 @@ covariance W_{t|t} = (-hess log p(y_t | theta_{t|t}) + W_{t|t-1}^{-1})^{-1} and
 every term of l are then differentiable.
 
 The maximiser over the hyperparameters is the batched BFGS of
-:func:`torch_ising.optim.bfgs.bfgs_maximise` (its caller is :mod:`.em`).
+:func:`torch_ising.optim.bfgs.bfgs_maximise` (its caller is :mod:`.stopping`).
 """
 
 from __future__ import annotations

@@ -23,6 +23,12 @@
 * ``stop="ssll"``: the published rule (MODEL.md 3.5): plain EM; after each
   E-step and M-step, l from that E-step with the new prior mean; stop when
   (l_prev - l) / l_prev < 1e-4 or after ``max_iter`` iterations.
+
+Each rule is a :class:`StopRule` that owns its defaults (``max_iter``, the mode search,
+whether ``fit`` prefers the joint E-step, whether it is defined through the filter's l).
+A new rule is one record in :data:`STOP_RULES`: its ``run(loop, params, estep, converged)``
+gets the fit's E-step, M-step and reporting hook in an :class:`EMLoop`, iterates from the
+first E-step, and returns a :class:`RuleOutcome`.
 """
 
 from __future__ import annotations
