@@ -107,6 +107,14 @@ def test_star_import_gives_all():
     assert {k for k in namespace if k != "__builtins__"} == set(ti.__all__)
 
 
+def test_the_readme_lists_the_top_level():
+    text = README.read_text(encoding="utf-8")
+    assert f"`ti.__all__`, {len(ti.__all__)} names" in text
+    table = text.split("| top level | names |\n| --- | --- |\n", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"`([A-Za-z_]+)`", table)
+    assert sorted(listed) == sorted(ti.__all__)
+
+
 @pytest.mark.parametrize("name", SUBMODULES)
 def test_submodules_are_attributes(name):
     assert getattr(ti, name) is importlib.import_module(f"torch_ising.{name}")
