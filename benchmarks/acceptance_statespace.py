@@ -63,7 +63,7 @@ def recovery() -> None:
     theta = ti.generate_thetas(N, O, T, seed=11)
     spikes = ti.generate_spikes(theta, R, seed=12)
     r = ti.fit(spikes, O, progress=False)
-    lp_true, lp_fit = ti.log_probs(theta, N, O), ti.log_probs(r.theta_s, N, O)
+    lp_true, lp_fit = ti.moments.log_probs(theta, N, O), ti.moments.log_probs(r.theta_s, N, O)
     kl = (lp_true.exp() * (lp_true - lp_fit)).sum(-1)
     sd = torch.diagonal(r.sigma_s, dim1=-2, dim2=-1).sqrt()
     inside = ((theta - r.theta_s).abs() <= 1.959964 * sd).double().mean()

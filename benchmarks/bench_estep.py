@@ -47,7 +47,7 @@ def sync(device: str) -> None:
 
 
 def bench(N: int, T: int, R: int, B: int, device: str, estep: str = "joint") -> None:
-    D = ti.compute_D(N, 2)
+    D = ti.basis.compute_D(N, 2)
     theta = thetas(N, T)
     spikes = torch.stack([ti.generate_spikes(theta, R, seed=10 + b, device=device) for b in range(B)])
     y = sufficient_stats(spikes.reshape(B * T, R, N), 2).reshape(B, T, D).to(device)

@@ -53,7 +53,7 @@ MC_OPTS_BREAKDOWN = {"n_chains": 256, "n_sweeps": 150, "burn_in": 50, "n_beta": 
 
 def _coupled_thetas(N: int, n: int, c: float, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    D = ti.compute_D(N, 2)
+    D = ti.basis.compute_D(N, 2)
     th = torch.empty(n, D)
     th[:, :N] = -2.0 + 0.5 * torch.randn(n, N, generator=g)
     th[:, N:] = c * (2 * torch.rand(n, D - N, generator=g) - 1)
@@ -138,7 +138,7 @@ def _one_size(N: int, T: int, R: int, device: str, eta_method: str, max_iter: in
     mise = float(((th_s - theta) ** 2).mean())
     return {
         "N": N,
-        "D": ti.compute_D(N, 2),
+        "D": ti.basis.compute_D(N, 2),
         "T": T,
         "R": R,
         "device": str(dev),

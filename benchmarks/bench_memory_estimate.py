@@ -1,4 +1,4 @@
-"""Measured peak memory of exact enumeration against :func:`torch_ising.memory_estimate` (issue 13).
+"""Measured peak memory of exact enumeration against :func:`torch_ising.moments.memory_estimate` (issue 13).
 
 Each case runs in a fresh process (so the cached seed pattern order is built, as on a first call) and
 reads the kernel's resident-set high-water mark (VmHWM) after resetting it just before the call.
@@ -22,16 +22,16 @@ _PROBE = """
 import sys, torch
 import torch_ising as ti
 N, seed_order = int(sys.argv[1]), sys.argv[2] == "1"
-ti.probs(torch.zeros(ti.compute_D(4, 2), dtype=torch.float64), 4, 2)  # torch's own first-call allocations
-theta = torch.zeros(ti.compute_D(N, 2), dtype=torch.float64)
+ti.moments.probs(torch.zeros(ti.basis.compute_D(4, 2), dtype=torch.float64), 4, 2)  # torch's own first-call allocations
+theta = torch.zeros(ti.basis.compute_D(N, 2), dtype=torch.float64)
 def hwm():
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
 with open("/proc/self/clear_refs", "w") as fh:
     fh.write("5")  # reset the high-water mark to the current resident set
 base = hwm()
-ti.probs(theta, N, 2, seed_order=seed_order)
-print(hwm() - base, ti.memory_estimate(N, seed_order=seed_order))
+ti.moments.probs(theta, N, 2, seed_order=seed_order)
+print(hwm() - base, ti.moments.memory_estimate(N, seed_order=seed_order))
 """
 
 

@@ -32,7 +32,7 @@ def run_one(N: int, device: str, repeats: int, module: bool = False) -> dict:
     import torch_ising as ti
 
     torch.manual_seed(0)
-    D = ti.compute_D(N, 2)
+    D = ti.basis.compute_D(N, 2)
     theta = (0.5 * torch.randn(D, dtype=torch.float64)).to(device)
     theta[:N] -= 2.0
 

@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     for N in a.N:
-        D = ti.compute_D(N, 2)
+        D = ti.basis.compute_D(N, 2)
         theta = ti.generate_thetas(N, 2, a.steps, seed=1)
         spikes = ti.generate_spikes(theta, a.R, seed=2).to(a.device)
         eye = torch.eye(D, dtype=torch.float64, device=a.device)

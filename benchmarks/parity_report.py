@@ -72,7 +72,7 @@ def long_em(case: str, iters: int) -> None:
     print(f"{case}: default fit {conv.iterations} iterations, mll - tight {conv.mll - float(d['tight__mll']):+.5f}")
     marks = {m for m in (1000, 3000, 6000, 10000, 30000, 60000, iters) if m <= iters}
 
-    def on_state(s: ti.EMState) -> None:
+    def on_state(s: ti.statespace.EMState) -> None:
         if s.iteration in marks:
             th = s.theta_s[0].numpy()
             dm = float(s.mll[0]) - float(d["tight__mll"])

@@ -75,7 +75,7 @@ INF = float("inf")
 
 
 def _theta(N: int, order: int = 2, value: float = 0.1) -> torch.Tensor:
-    return torch.full((ti.compute_D(N, order),), value, dtype=torch.float64)
+    return torch.full((ti.basis.compute_D(N, order),), value, dtype=torch.float64)
 
 
 def _spikes(T: int = 20, R: int = 5, N: int = 3, p: float = 0.3, seed: int = 0) -> torch.Tensor:
@@ -203,7 +203,7 @@ BAD_ARRAYS: dict[str, Any] = {
 
 
 def _bad_theta_values(N: int, order: int) -> dict[str, Any]:
-    D = ti.compute_D(N, order)
+    D = ti.basis.compute_D(N, order)
     nan = torch.zeros(D, dtype=torch.float64)
     nan[1] = NAN
     inf = torch.zeros(D, dtype=torch.float64)
@@ -226,14 +226,14 @@ def input_probes() -> list[Probe]:
     N, order = 3, 2
     th = _theta(N, order)
     moment_fns: dict[str, Callable[..., Any]] = {
-        "probs": lambda t, n, o: ti.probs(t, n, o),
-        "log_probs": lambda t, n, o: ti.log_probs(t, n, o),
-        "log_partition": lambda t, n, o: ti.log_partition(t, n, o),
-        "expectation": lambda t, n, o: ti.expectation(t, n, o),
-        "fisher": lambda t, n, o: ti.fisher(t, n, o),
-        "entropy": lambda t, n, o: ti.entropy(t, n, o),
-        "heat_capacity": lambda t, n, o: ti.heat_capacity(t, n, o),
-        "sample": lambda t, n, o: ti.sample(t, 4, n, o),
+        "probs": lambda t, n, o: ti.moments.probs(t, n, o),
+        "log_probs": lambda t, n, o: ti.moments.log_probs(t, n, o),
+        "log_partition": lambda t, n, o: ti.moments.log_partition(t, n, o),
+        "expectation": lambda t, n, o: ti.moments.expectation(t, n, o),
+        "fisher": lambda t, n, o: ti.moments.fisher(t, n, o),
+        "entropy": lambda t, n, o: ti.moments.entropy(t, n, o),
+        "heat_capacity": lambda t, n, o: ti.moments.heat_capacity(t, n, o),
+        "sample": lambda t, n, o: ti.moments.sample(t, 4, n, o),
         "thermodynamics": lambda t, n, o: ti.thermodynamics(t, n, o),
         "heat_capacity_curve": lambda t, n, o: ti.heat_capacity_curve(t, n, o),
         "Ising.from_theta": lambda t, n, o: ti.Ising.from_theta(t, n, o).probs(),
@@ -255,7 +255,9 @@ def input_probes() -> list[Probe]:
         "wrong_N": [0.0, 1.0],
         **{k: v for k, v in BAD_ARRAYS.items() if k != "ragged"},
     }.items():
-        probes.append(Probe(f"log_prob(x={bad})", "input", lambda v=value: ti.log_prob(_as(v), th, N, order), "x"))
+        probes.append(
+            Probe(f"log_prob(x={bad})", "input", lambda v=value: ti.moments.log_prob(th, _as(v), N, order), "x")
+        )
     # expectation_from_probs: p
     for bad, value in {
         "negative": [-0.5, 0.5, 0.5, 0.5, 0, 0, 0, 0],
@@ -266,15 +268,18 @@ def input_probes() -> list[Probe]:
     }.items():
         probes.append(
             Probe(
-                f"expectation_from_probs(p={bad})", "input", lambda v=value: ti.expectation_from_probs(_as(v), N), "p"
+                f"expectation_from_probs(p={bad})",
+                "input",
+                lambda v=value: ti.moments.expectation_from_probs(_as(v), N),
+                "p",
             )
         )
     # sample: n
     for bad, value in {"zero": 0, "negative": -1, "float": 1.5, "None": None, "string": "4"}.items():
-        probes.append(Probe(f"sample(n={bad})", "input", lambda v=value: ti.sample(th, v, N, order), "n"))
+        probes.append(Probe(f"sample(n={bad})", "input", lambda v=value: ti.moments.sample(th, v, N, order), "n"))
         probes.append(Probe(f"Ising.sample(n={bad})", "input", lambda v=value: ti.Ising(N, order).sample(v), "n"))
     # thermodynamics: y, R, beta
-    y = torch.full((ti.compute_D(N, order),), 0.2, dtype=torch.float64)
+    y = torch.full((ti.basis.compute_D(N, order),), 0.2, dtype=torch.float64)
     for bad, value in {
         "nan": torch.full_like(y, NAN),
         "wrong_D": y[:-1],
@@ -306,8 +311,10 @@ def input_probes() -> list[Probe]:
     }
     for bad, S in sigmas.items():
         S2 = S.expand(2, *S.shape)
-        probes.append(Probe(f"gaussian_intervals(sigma_s={bad})", "input", lambda S=S2: ti.gaussian_intervals(m, S),
-                            "sigma_s"))  # fmt: skip
+        probes.append(
+            Probe(f"gaussian_intervals(sigma_s={bad})", "input",
+                  lambda S=S2: ti.intervals.gaussian_intervals(m, S), "sigma_s")
+        )  # fmt: skip
         probes.append(
             Probe(f"credible_intervals(sigma_s={bad})", "input",
                   lambda S=S2: ti.credible_intervals(m, S, 3, 1, n_samples=10), "sigma_s")
@@ -315,7 +322,7 @@ def input_probes() -> list[Probe]:
     for bad, value in {"zero": 0.0, "one": 1.0, "big": 1.5, "nan": NAN, "string": "a"}.items():
         probes.append(
             Probe(f"gaussian_intervals(level={bad})", "input",
-                  lambda v=value: ti.gaussian_intervals(m, eye.expand(2, 3, 3), v), "level")
+                  lambda v=value: ti.intervals.gaussian_intervals(m, eye.expand(2, 3, 3), v), "level")
         )  # fmt: skip
         probes.append(
             Probe(f"credible_intervals(level={bad})", "input",
@@ -422,8 +429,8 @@ def data_probes() -> list[Probe]:
                   lambda t=t: ti.credible_intervals(t.expand(2, 6).double(), 1e-4 * torch.eye(6, dtype=torch.float64)
                                                     .expand(2, 6, 6), 3, 2, n_samples=50))
         )  # fmt: skip
-        probes.append(Probe(f"sample({name})", "data", lambda t=t: ti.sample(t, 10, 3, 2)))
-        probes.append(Probe(f"fisher({name})", "data", lambda t=t: ti.fisher(t, 3, 2)))
+        probes.append(Probe(f"sample({name})", "data", lambda t=t: ti.moments.sample(t, 10, 3, 2)))
+        probes.append(Probe(f"fisher({name})", "data", lambda t=t: ti.moments.fisher(t, 3, 2)))
     # fits of degenerate data (N = 4, T = 30, R = 5 unless said)
     base = _spikes(30, 5, 4, 0.3, 1)
     silent = base.clone()

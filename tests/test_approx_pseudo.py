@@ -26,12 +26,12 @@ def _random(N, O, R, seed, device, batch=()):
 
 def _bf_pseudo(theta, x, N, O):
     """sum_r sum_i log p(x_ri | x_r,-i) from exact log p of x and of x with bit i flipped."""
-    lp = moments.log_prob(x, theta, N, O)  # (R,)
+    lp = moments.log_prob(theta, x, N, O)  # (R,)
     total = torch.zeros((), dtype=theta.dtype, device=theta.device)
     for i in range(N):
         xf = x.clone()
         xf[..., i] = 1 - xf[..., i]
-        lpf = moments.log_prob(xf, theta, N, O)
+        lpf = moments.log_prob(theta, xf, N, O)
         total = total + (lp - torch.logaddexp(lp, lpf)).sum()
     return total
 
@@ -47,7 +47,7 @@ def test_against_brute_force_conditionals(N, O, device):
 def test_order_one_equals_exact_likelihood(device):
     N = 5
     theta, x = _random(N, 1, 40, 3, device)
-    exact = moments.log_prob(x, theta, N, 1).sum()
+    exact = moments.log_prob(theta, x, N, 1).sum()
     torch.testing.assert_close(pseudo_log_likelihood(theta, x, N, 1), exact, rtol=1e-12, atol=1e-12)
 
 

@@ -13,10 +13,10 @@ import torch_ising as ti
 from tests.common import bf_patterns, brute_force
 from torch_ising.comparison import (
     OrderComparison,
+    _count_for,
     aic,
     bic,
     compare_orders,
-    count_hyperparameters,
     likelihood_gain,
     n_hyperparameters,
 )
@@ -44,14 +44,14 @@ def test_hyperparameter_counts(q_form, expected):
 def test_count_from_result_settings():
     eye = torch.eye(6)
     base = dict(D=6, T=20, F=eye, U=None)
-    assert count_hyperparameters(SimpleNamespace(**base, q_form="scalar")) == 7
-    assert count_hyperparameters(SimpleNamespace(**base, q_form="full")) == 6 + 21
-    assert count_hyperparameters(SimpleNamespace(**{**base, "U": torch.zeros(6, 3)}, q_form="diag")) == 12 + 18
-    assert count_hyperparameters(SimpleNamespace(**{**base, "F": 0.9 * eye}, q_form="scalar")) == 7 + 36
+    assert _count_for(SimpleNamespace(**base, q_form="scalar")) == 7
+    assert _count_for(SimpleNamespace(**base, q_form="full")) == 6 + 21
+    assert _count_for(SimpleNamespace(**{**base, "U": torch.zeros(6, 3)}, q_form="diag")) == 12 + 18
+    assert _count_for(SimpleNamespace(**{**base, "F": 0.9 * eye}, q_form="scalar")) == 7 + 36
     # an explicit record of what was learned wins over inference from the values
-    assert count_hyperparameters(SimpleNamespace(**base, q_form="scalar", learn_F=True)) == 7 + 36
+    assert _count_for(SimpleNamespace(**base, q_form="scalar", learn_F=True)) == 7 + 36
     # a single bin has no state noise: only mu
-    assert count_hyperparameters(SimpleNamespace(**{**base, "T": 1}, q_form="scalar")) == 6
+    assert _count_for(SimpleNamespace(**{**base, "T": 1}, q_form="scalar")) == 6
 
 
 def test_aic_bic_formulas():
@@ -66,7 +66,7 @@ def test_likelihood_gain_brute_force():
     g = torch.Generator().manual_seed(0)
     theta = torch.tensor([[-1.0, -1.5, -0.5, 1.2, -0.4, 0.3], [-2.0, -1.0, -1.0, 0.0, 0.8, -0.6]])
     spikes = torch.randint(0, 2, (2, 30, N), generator=g).to(torch.uint8)
-    y = ti.sufficient_stats(spikes, O)
+    y = ti.basis.sufficient_stats(spikes, O)
     gain = likelihood_gain(theta, N, O, y, 30)
     X = bf_patterns(N)
     for t in range(2):

@@ -35,7 +35,7 @@ def test_laplace_and_sampling_agree_for_several_neurons():
     m = torch.tensor(rng.normal(-1, 0.3, (4, 6)))
     A = torch.tensor(rng.normal(0, 0.15, (4, 6, 6)))
     S = A @ A.mT + 0.01 * torch.eye(6)
-    y = ti.expectation(m + 0.2, N, O)
+    y = ti.moments.expectation(m + 0.2, N, O)
     lap = heldout_loglik(m, S, y, 30, N, O)
     mc = heldout_loglik(m, S, y, 30, N, O, method="sample", n_samples=100_000, seed=1)
     np.testing.assert_allclose(lap.numpy(), mc.numpy(), atol=0.02)
@@ -47,7 +47,7 @@ def test_without_posterior_uncertainty_the_score_is_the_plug_in_likelihood():
     rng = np.random.default_rng(2)
     theta = rng.normal(-0.8, 0.5, (2, 6))
     x = ti.generate_spikes(torch.tensor(theta), R, seed=0, N=N)
-    y = ti.sufficient_stats(x, O)
+    y = ti.basis.sufficient_stats(x, O)
     F = bf_features(bf_patterns(N), N, O)
     ref = []
     for t in range(2):
@@ -75,7 +75,7 @@ def test_cross_validate_matches_separate_fits():
         for k in range(3):
             train, test = x[:, cv.fold != k], x[:, cv.fold == k]
             r = ti.fit(train, o, progress=False, max_iter=200)
-            ref = heldout_loglik(r.theta_s, r.sigma_s, ti.sufficient_stats(test, o), test.shape[1], 3, o).sum()
+            ref = heldout_loglik(r.theta_s, r.sigma_s, ti.basis.sufficient_stats(test, o), test.shape[1], 3, o).sum()
             assert float(cv.score[i, k]) == pytest.approx(float(ref), abs=1e-5)
         assert float(cv.mean[i]) == pytest.approx(float(cv.score[i].mean()))
         assert float(cv.se[i]) == pytest.approx(float(cv.score[i].std()) / np.sqrt(3))

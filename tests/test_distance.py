@@ -33,7 +33,7 @@ def _dense(ta: np.ndarray, tb: np.ndarray, N: int, O: int, F: np.ndarray | None 
 @pytest.mark.parametrize("N,O", [(1, 1), (2, 2), (3, 3), (5, 2), (7, 3), (10, 2)])
 def test_distances_match_dense_brute_force(N, O, device):
     rng = np.random.default_rng(N * 10 + O)
-    D = ti.compute_D(N, O)
+    D = ti.basis.compute_D(N, O)
     ta, tb = rng.normal(-0.5, 0.8, (3, D)), rng.normal(-0.5, 0.8, (3, D))  # three bins, batched
     F = bf_features(bf_patterns(N), N, O)
     for kind in ti.distance.KINDS:
@@ -49,14 +49,14 @@ def _fake(theta_s, sigma_s, N, O):
 def test_orders_are_padded_and_bands_collapse_without_uncertainty(device):
     N, T = 4, 5
     rng = np.random.default_rng(0)
-    ta = torch.tensor(rng.normal(-1, 0.5, (T, ti.compute_D(N, 2))), device=device)
+    ta = torch.tensor(rng.normal(-1, 0.5, (T, ti.basis.compute_D(N, 2))), device=device)
     tb = torch.tensor(rng.normal(-1, 0.5, (T, N)), device=device)  # an order-1 fit
     tiny = 1e-14
     a = _fake(ta, tiny * torch.eye(ta.shape[-1], device=device).expand(T, -1, -1), N, 2)
     b = _fake(tb, tiny * torch.ones(T, N, device=device), N, 1)  # diagonal posterior
     for kind in ti.distance.KINDS:
         d = ti.pattern_distance(a, b, kind, n_samples=20)
-        tb_full = np.concatenate([tb.cpu().numpy(), np.zeros((T, ti.compute_D(N, 2) - N))], 1)
+        tb_full = np.concatenate([tb.cpu().numpy(), np.zeros((T, ti.basis.compute_D(N, 2) - N))], 1)
         ref = [_dense(ta[t].cpu().numpy(), tb_full[t], N, 2)[kind] for t in range(T)]
         np.testing.assert_allclose(d.value.cpu().numpy(), ref, atol=1e-10)
         np.testing.assert_allclose(d.lower.cpu().numpy(), ref, atol=1e-6)
@@ -80,8 +80,8 @@ def test_band_covers_sampled_distances_and_null_for_equal_conditions():
 def test_beyond_exact_limit_uses_an_approximation():
     N = 4
     rng = np.random.default_rng(3)
-    ta = torch.tensor(rng.normal(-1.5, 0.2, (2, ti.compute_D(N, 2))))
-    tb = torch.tensor(rng.normal(-1.5, 0.2, (2, ti.compute_D(N, 2))))
+    ta = torch.tensor(rng.normal(-1.5, 0.2, (2, ti.basis.compute_D(N, 2))))
+    tb = torch.tensor(rng.normal(-1.5, 0.2, (2, ti.basis.compute_D(N, 2))))
     S = 1e-12 * torch.eye(ta.shape[-1]).expand(2, -1, -1)
     a, b = _fake(ta, S, N, 2), _fake(tb, S, N, 2)
     exact = ti.pattern_distance(a, b, "kl", n_samples=5)

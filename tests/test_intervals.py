@@ -190,7 +190,7 @@ def test_coverage_of_theta_intervals_on_simulated_data():
     import torch_ising as ti
 
     B, T, R, N, O = 200, 30, 50, 3, 2
-    D = ti.compute_D(N, O)
+    D = ti.basis.compute_D(N, O)
     g = torch.Generator().manual_seed(0)
     mu = torch.tensor([-1.5, -1.5, -1.5, 0.0, 0.0, 0.0])
     sigma_o, q = 0.1, 0.01
@@ -205,7 +205,7 @@ def test_coverage_of_theta_intervals_on_simulated_data():
     cover_closed = closed.contains(theta).double().mean().item()
     sampled = credible_intervals(fit.theta_s, fit.sigma_s, N, O, level=0.9, n_samples=200, seed=0, quantities=[])
     cover_sampled = sampled["theta"].contains(theta).double().mean().item()
-    cover_eta = sampled["eta"].contains(ti.expectation(theta, N, O)).double().mean().item()
+    cover_eta = sampled["eta"].contains(ti.moments.expectation(theta, N, O)).double().mean().item()
     assert 0.85 <= cover_closed <= 0.95, cover_closed
     assert 0.85 <= cover_sampled <= 0.95, cover_sampled
     assert 0.85 <= cover_eta <= 0.95, cover_eta

@@ -60,7 +60,7 @@ def test_log_prob_of_patterns(device):
     N, O = 5, 3
     theta = torch.randn(3, basis.compute_D(N, O), device=device)
     X = basis.enumerate_patterns(N, device)
-    lp = moments.log_prob(X[:, None, :], theta, N, O)  # (2^N, 3)
+    lp = moments.log_prob(theta, X[:, None, :], N, O)  # (2^N, 3)
     torch.testing.assert_close(lp.T, moments.log_probs(theta, N, O), rtol=0, atol=1e-12)
 
 

@@ -133,7 +133,7 @@ def test_thermodynamics_refuses_nan_theta():
 @pytest.mark.parametrize("x", [[2.0, 0.0, 0.0], [0.5, 0.0, 1.0], [float("nan"), 0.0, 0.0], [-1, 0, 0]])
 def test_log_prob_refuses_non_binary_x(x):
     with pytest.raises(ValueError, match="^x must be binary"):
-        ti.log_prob(torch.tensor(x), torch.zeros(6), 3, 2)
+        ti.moments.log_prob(torch.zeros(6), torch.tensor(x), 3, 2)
 
 
 @pytest.mark.parametrize(
@@ -146,13 +146,13 @@ def test_log_prob_refuses_non_binary_x(x):
 )
 def test_expectation_from_probs_refuses_non_distributions(p, msg):
     with pytest.raises(ValueError, match=f"^p .*{msg}"):
-        ti.expectation_from_probs(torch.tensor(p, dtype=torch.float64), 3, 2)
+        ti.moments.expectation_from_probs(torch.tensor(p, dtype=torch.float64), 3, 2)
 
 
 def test_expectation_from_probs_accepts_a_distribution():
     theta = torch.tensor([0.3, -0.2, 0.1, 0.5, -0.4, 0.2], dtype=torch.float64)
-    p = ti.probs(theta, 3, 2)
-    torch.testing.assert_close(ti.expectation_from_probs(p, 3, 2), ti.expectation(theta, 3, 2))
+    p = ti.moments.probs(theta, 3, 2)
+    torch.testing.assert_close(ti.moments.expectation_from_probs(p, 3, 2), ti.moments.expectation(theta, 3, 2))
 
 
 @pytest.mark.parametrize("orders", [(1.7, 2), (1, 2.0), (True, 2), ("1", 2)])
@@ -177,7 +177,7 @@ def test_gaussian_intervals_refuse_bad_sigma(case):
     S, msg = BAD_SIGMAS[case]
     S = S.expand(2, *S.shape)
     with pytest.raises(ValueError, match=f"^sigma_s .*{msg}"):
-        ti.gaussian_intervals(torch.zeros(2, 3, dtype=torch.float64), S)
+        ti.intervals.gaussian_intervals(torch.zeros(2, 3, dtype=torch.float64), S)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_SIGMAS))
@@ -191,7 +191,7 @@ def test_credible_intervals_refuse_bad_sigma(case):
 def test_gaussian_intervals_accept_a_singular_covariance():
     S = torch.zeros(2, 3, 3, dtype=torch.float64)
     S[:, 0, 0] = 1.0
-    iv = ti.gaussian_intervals(torch.zeros(2, 3, dtype=torch.float64), S, 0.9)
+    iv = ti.intervals.gaussian_intervals(torch.zeros(2, 3, dtype=torch.float64), S, 0.9)
     assert float(iv.upper[0, 0]) == pytest.approx(1.6448536269514722, rel=1e-9)
     assert float(iv.upper[0, 1]) == 0.0
 
@@ -200,7 +200,7 @@ def test_gaussian_intervals_accept_a_singular_covariance():
 def test_sample_zero_names_n(call):
     with pytest.raises(ValueError, match="^n must be an integer >= 1"):
         if call == "function":
-            ti.sample(torch.zeros(6), 0, 3, 2)
+            ti.moments.sample(torch.zeros(6), 0, 3, 2)
         else:
             ti.Ising(3, 2).sample(0)
 
@@ -274,7 +274,7 @@ def test_moments_conversion_errors_name_theta(case):
         "ragged": [[0.0, 1.0], [1.0]],
     }[case]
     with pytest.raises(ValueError, match="^theta "):
-        ti.probs(bad, 3, 1)
+        ti.moments.probs(bad, 3, 1)
     with pytest.raises(ValueError, match="^theta "):
         ti.Ising.from_theta(bad, 3, 1)
 
@@ -687,9 +687,9 @@ def test_probs_at_30_neurons_is_refused_before_allocating(monkeypatch):
     # seed order (7 x 8 GiB) failed to allocate; the estimate now counts them and refuses at once
     monkeypatch.setattr(moments, "_available_bytes", lambda device: 32 * 2**30)
     assert moments.memory_estimate(30, seed_order=True) == 3 * 8 * 2**30 + 7 * 8 * 2**30
-    theta = torch.zeros(ti.compute_D(30, 2), dtype=torch.float64)
+    theta = torch.zeros(ti.basis.compute_D(30, 2), dtype=torch.float64)
     with pytest.raises(ti.ExactMemoryError, match="N=30 needs about 80 GiB"):
-        ti.probs(theta, 30, 2)
+        ti.moments.probs(theta, 30, 2)
 
 
 @pytest.mark.slow

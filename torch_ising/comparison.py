@@ -28,7 +28,6 @@ from .statespace.qforms import Q_FORMS
 __all__ = [
     "Q_PARAMETERS",
     "n_hyperparameters",
-    "count_hyperparameters",
     "aic",
     "bic",
     "OrderComparison",
@@ -87,14 +86,22 @@ def _is_identity(F: torch.Tensor) -> bool:
     return bool((F == eye).all()) if F.ndim >= 2 and F.shape[-1] == F.shape[-2] else bool((F == 1).all())
 
 
-def count_hyperparameters(result: Any) -> int:
-    """k for a :class:`~torch_ising.StateSpaceResult`, read from its settings.
+def _count_for(result: Any) -> int:
+    """k for a :class:`~torch_ising.StateSpaceResult`, read from its settings (its ``n_hyperparameters``).
 
-    Uses ``result.q_form`` (default ``"scalar"``) and ``result.U`` (input gain).
+    The one count is :func:`n_hyperparameters`; this reads its arguments off a
+    result. Uses ``result.q_form`` (default ``"scalar"``) and ``result.U`` (input gain).
     Whether Q and F were learned is read from ``result.learn_Q`` and
     ``result.learn_F`` when the result records them; otherwise Q counts when
     T > 1 (a single bin has no state noise to learn) and F counts when it
     differs from the identity (F = I is held fixed unless ``state_ar`` is given).
+
+    Args:
+        result: a :class:`~torch_ising.StateSpaceResult`, or any record with its ``D``,
+            ``T``, ``F`` and (optionally) ``q_form``, ``U``, ``learn_mu``, ``learn_Q``, ``learn_F``.
+
+    Returns:
+        k, the number of free hyperparameters.
     """
     D = int(result.D)
     T = int(result.T)
@@ -217,7 +224,7 @@ def compare_orders(spikes: Any, orders: Sequence[int] = (1, 2, 3), **fit_kwargs:
         res = fit(spikes, order=o, **fit_kwargs)
         results.append(res)
         mlls.append(torch.as_tensor(res.mll, dtype=torch.float64).detach().cpu())
-        ks.append(count_hyperparameters(res))
+        ks.append(res.n_hyperparameters)
     mll = torch.stack(mlls)
     n_obs = results[0].n_observations  # sum_t R_t (T R without a mask); (B,) for a masked batch
     kt = torch.tensor(ks, dtype=torch.float64).reshape(-1, *([1] * (mll.ndim - 1)))

@@ -9,7 +9,7 @@ p_b = p(x | theta_b):
     JS(p_a, p_b)    = 1/2 KL(p_a || m) + 1/2 KL(p_b || m),   m = (p_a + p_b) / 2
 
 KL and Bhattacharyya need only psi and eta (exact, O(N 2^N) per bin, no 2^N x D matrix; beyond
-``exact_max_n`` an approximation of :data:`torch_ising.ETA_METHODS`); JS needs the 2^N
+``exact_max_n`` an approximation of :data:`torch_ising.approx.ETA_METHODS`); JS needs the 2^N
 probabilities of every bin and is exact only (N <= ``exact_max_n``).
 
 Credible bands come from sampling both posteriors, theta_{a,t}^(j) ~ Normal(theta_s^a[t], sigma_s^a[t])
@@ -165,7 +165,7 @@ def pattern_distance(
         n_samples: posterior samples per bin (>= 1).
         seed: seed of the posterior samples.
         exact_max_n: largest N computed exactly; beyond it psi and eta come from ``eta_method``.
-        eta_method: the approximation used beyond ``exact_max_n`` (a key of ``ti.ETA_METHODS``).
+        eta_method: the approximation used beyond ``exact_max_n`` (a key of ``ti.approx.ETA_METHODS``).
 
     Returns:
         :class:`PatternDistance` (value, lower, upper, null_upper, p_null, ``differs``).

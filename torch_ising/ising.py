@@ -196,7 +196,7 @@ class Ising(nn.Module):
     def log_prob(self, x: Any) -> torch.Tensor:
         """log p(x | theta) = theta . F(x) - psi for binary patterns x (..., N)."""
         xt = as_tensor(x, device=self.theta.device)
-        return _m.log_prob(xt, self.theta, self.N, self.order)
+        return _m.log_prob(self.theta, xt, self.N, self.order)
 
     def expectation(self) -> torch.Tensor:
         """eta = E[F(x)] = grad psi, shape batch_shape + (D,). Differentiable."""

@@ -519,10 +519,23 @@ def expectation_from_probs(p: ArrayLike, N: int, order: int = 2) -> torch.Tensor
     return q[..., subset_masks(N, order, p.device)]
 
 
-def log_prob(x: ArrayLike, theta: ArrayLike, N: int, order: int = 2) -> torch.Tensor:
+def log_prob(theta: ArrayLike, x: ArrayLike, N: int, order: int = 2) -> torch.Tensor:
     """log p(x | theta) = theta . F(x) - psi(theta) for binary patterns x (..., N).
 
-    ``x`` and ``theta`` (..., D) broadcast over their batch dimensions.
+    The argument order is that of every other function here (theta first, then N
+    and order), as in :func:`log_probs`, which gives the same values for all 2^N patterns.
+
+    Args:
+        theta: natural parameters, shape (..., D).
+        x: binary patterns, shape (..., N); its batch dimensions broadcast against theta's.
+        N: number of neurons.
+        order: interaction order.
+
+    Returns:
+        log p(x | theta), shape the broadcast batch shape.
+
+    Raises:
+        ValueError: when x is not (..., N) or not binary, or theta does not match N and order.
     """
     x = as_tensor(x, name="x")
     theta, N, order = _prepare(theta, N, order)

@@ -3,7 +3,7 @@
 Every function returns ``(fig, ax)`` (``(fig, axes)`` for multi-panel
 figures) and draws into the Axes given as ``ax=`` when there is one, so
 figures compose. Vectors over patterns are in the seed order of
-:func:`torch_ising.enumerate_patterns` (empty pattern, then one pattern per
+:func:`torch_ising.basis.enumerate_patterns` (empty pattern, then one pattern per
 subset of neurons), labelled with the binary words x_0 x_1 ... x_{N-1}.
 
 Figures scale to large populations: line plots draw at most
@@ -152,7 +152,7 @@ def plot_pattern_probs(
     """Bar chart of the 2^N pattern probabilities in the seed order, with binary labels.
 
     Args:
-        p: probabilities, shape (2^N,) in the seed order (e.g. ``torch_ising.probs(theta, N, order)``).
+        p: probabilities, shape (2^N,) in the seed order (e.g. ``torch_ising.moments.probs(theta, N, order)``).
         N: number of neurons (default: log2 of the length of ``p``).
         ax: Axes to draw into (default: a new figure).
         **bar_kwargs: passed to ``Axes.bar``.

@@ -204,7 +204,7 @@ def thermodynamics(
         N: number of neurons.
         order: interaction order O of ``theta``.
         y: empirical sufficient statistics, shape broadcastable to (..., D)
-            (``torch_ising.sufficient_stats(spikes, order)``). Needed for llk1, llk2.
+            (``torch_ising.basis.sufficient_stats(spikes, order)``). Needed for llk1, llk2.
         R: number of trials (an int, or a tensor broadcastable to the batch shape, e.g. the
             observed trials R_t of each bin of a masked fit, 0 in a missing bin).
         beta: inverse temperature at which the heat capacity C(beta) is evaluated

@@ -101,7 +101,7 @@ def test_joint_e_step_is_exact_for_a_gaussian_likelihood(device):
 
 def _ising_problem(T=8, N=3, R=20, seed=0, with_u=True):
     O = 2
-    D = ti.compute_D(N, O)
+    D = ti.basis.compute_D(N, O)
     g = torch.Generator().manual_seed(seed)
     theta = ti.generate_thetas(N, O, T, seed=seed)
     spikes = ti.generate_spikes(theta, R, seed=seed + 1)

@@ -209,7 +209,7 @@ def test_missing_bins_ising_joint_matches_dense_laplace(device):
     _, spikes = _data(N=N, T=T, R=R, seed=3)
     mask = torch.rand(T, R, generator=torch.Generator().manual_seed(1)) > 0.2
     mask[20:30] = False
-    D = ti.compute_D(N, O)
+    D = ti.basis.compute_D(N, O)
     params = _fixed_params(D)
     r = ti.fit(spikes.to(device), O, mask=mask, init=params, mstep=False, estep="joint", newton_tol=1e-12,
                progress=False)  # fmt: skip
@@ -226,7 +226,7 @@ def test_missing_bins_ising_filter_predicts_through_them(device):
     _, spikes = _data(N=N, T=T, R=R, seed=5)
     mask = torch.ones(T, R, dtype=torch.bool)
     mask[20:30] = False
-    params = _fixed_params(ti.compute_D(N, O), seed=2)
+    params = _fixed_params(ti.basis.compute_D(N, O), seed=2)
     kw = dict(init=params, mstep=False, newton_tol=1e-12, progress=False, estep="filter")
     r = ti.fit(spikes.to(device), O, mask=mask, **kw)
     head = ti.fit(spikes[:20].to(device), O, **kw)
@@ -358,7 +358,7 @@ def test_weighted_pseudo_likelihood_is_the_sum_over_observed_trials(order, devic
     from torch_ising.approx.pseudo import pseudo_log_likelihood, pseudo_value_grad_hess
 
     N, R = 4, 30
-    D = ti.compute_D(N, order)
+    D = ti.basis.compute_D(N, order)
     g = torch.Generator().manual_seed(order)
     theta = (0.5 * torch.randn(2, D, generator=g)).to(device)
     x = (torch.rand(2, R, N, generator=g) < 0.4).double().to(device)
@@ -404,7 +404,7 @@ def test_pseudo_predicts_through_missing_bins():
     _, spikes = _data(N=N, T=T, R=R, seed=19)
     mask = torch.rand(T, R, generator=torch.Generator().manual_seed(2), dtype=torch.float64) > 0.25
     mask[8:12] = False
-    D = ti.compute_D(N, O)
+    D = ti.basis.compute_D(N, O)
     g = torch.Generator().manual_seed(0)
     p = StateSpaceParams(-1.0 + 0.3 * torch.randn(1, D, generator=g), torch.full((1, D), 0.4),
                          torch.full((1, D), 0.05), torch.ones(1, D), None)  # fmt: skip

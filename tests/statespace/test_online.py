@@ -11,7 +11,7 @@ from torch_ising.statespace import ExactIsing, OnlineFilter, StateSpaceParams, l
 @pytest.mark.parametrize("with_u", [False, True])
 def test_online_filter_equals_laplace_filter(with_u, device):
     N, O, T, R = 4, 2, 15, 30
-    D = ti.compute_D(N, O)
+    D = ti.basis.compute_D(N, O)
     theta = ti.generate_thetas(N, O, T, seed=3)
     spikes = ti.generate_spikes(theta, R, seed=4)
     g = torch.Generator().manual_seed(0)
@@ -35,7 +35,7 @@ def test_online_filter_equals_laplace_filter(with_u, device):
 
 
 def test_online_filter_refuses_bad_bins():
-    D = ti.compute_D(3, 2)
+    D = ti.basis.compute_D(3, 2)
     f = OnlineFilter(StateSpaceParams(torch.zeros(D), 0.1 * torch.eye(D), 0.01 * torch.eye(D), torch.eye(D)), 3, 2)
     with pytest.raises(ValueError, match="counts_t"):
         f.step(torch.zeros(10, 4))

@@ -26,7 +26,7 @@ def _spikes() -> np.ndarray:
 )
 def test_resume_reproduces_the_uninterrupted_fit(kwargs, device):
     expected = (MAX_ITER,) if "max_iter" in kwargs else ()  # tol=0 runs all max_iter iterations
-    states: list[ti.EMState] = []
+    states: list[ti.statespace.EMState] = []
     with fit_warns(*expected):
         full = ti.fit(_spikes(), 2, progress=False, on_state=states.append, **kwargs, device=device)
     assert full.iterations == len(states) and full.iterations > 6
@@ -44,11 +44,11 @@ def test_resume_reproduces_the_uninterrupted_fit(kwargs, device):
 def test_resume_of_a_batch_from_numpy_arrays(device):
     x = _spikes()
     batch = np.stack([x, x[:, ::-1]])
-    states: list[ti.EMState] = []
+    states: list[ti.statespace.EMState] = []
     full = ti.fit(batch, 2, progress=False, on_state=states.append, device=device)
     state = states[4]
     # as a checkpoint file hands it back: numpy arrays
-    as_numpy = ti.EMState(
+    as_numpy = ti.statespace.EMState(
         state.iteration,
         ti.StateSpaceParams(*(None if v is None else to_np(v) for v in state.params)),
         *(to_np(v) if isinstance(v, torch.Tensor) else v for v in state[2:]),

@@ -386,7 +386,7 @@ def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] 
     from hydra.utils import instantiate
 
     from ..basis import compute_D
-    from ..comparison import aic, bic, count_hyperparameters
+    from ..comparison import aic, bic
     from ..statespace import FitWarning, fit
     from .data import DataWarning
     from .outputs import (
@@ -481,7 +481,7 @@ def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] 
     mll_list = [float(m) for m in (checkpointer.history if start else result.mll_list)]
     wall_time = time.perf_counter() - t_start
 
-    k = count_hyperparameters(result)
+    k = result.n_hyperparameters
     mll = float(result.mll)
     n_obs = int(result.n_observations)  # sum_t R_t: T R unless the data had unobserved entries
     summary: dict[str, Any] = {

@@ -351,7 +351,7 @@ def save_checkpoint(
 
     Args:
         path: the checkpoint file (.npz).
-        state: a :class:`~torch_ising.EMState` (from ``fit(..., on_state=...)``):
+        state: a :class:`~torch_ising.statespace.EMState` (from ``fit(..., on_state=...)``):
             the hyperparameters, the mode-search starting points and the
             accelerated scheme's history, so a resumed fit takes the same steps.
         mll_list: l after each iteration so far.

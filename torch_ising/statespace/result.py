@@ -174,9 +174,9 @@ class StateSpaceResult:
     @property
     def n_hyperparameters(self) -> int:
         """k, the number of free hyperparameters (for AIC/BIC)."""
-        from ..comparison import count_hyperparameters
+        from ..comparison import _count_for
 
-        return count_hyperparameters(self)
+        return _count_for(self)
 
     def aic(self) -> float | torch.Tensor:
         """AIC = -2 mll + 2 k: a float, or a (B,) tensor for a batched result."""
