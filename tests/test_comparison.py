@@ -13,13 +13,13 @@ import torch_ising as ti
 from tests.common import bf_patterns, brute_force
 from torch_ising.comparison import (
     OrderComparison,
-    _count_for,
     aic,
     bic,
     compare_orders,
     likelihood_gain,
     n_hyperparameters,
 )
+from torch_ising.statespace.criteria import _count_for
 
 
 def _has_fit() -> bool:

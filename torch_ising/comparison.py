@@ -22,8 +22,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ._validation import as_tensor, check_positive_int, check_spikes
-from .statespace.qforms import Q_FORMS
+from ._validation import check_spikes
+from .statespace import fit
+from .statespace.criteria import Q_PARAMETERS, aic, bic, n_hyperparameters
 
 __all__ = [
     "Q_PARAMETERS",
@@ -34,107 +35,6 @@ __all__ = [
     "compare_orders",
     "likelihood_gain",
 ]
-
-
-def _q_count(q_form: str, D: int) -> int:
-    return Q_PARAMETERS[q_form](D)
-
-
-#: Number of free parameters of each state-noise form (:data:`torch_ising.statespace.Q_FORMS`), as a
-#: function of D; "none" for a fit without state noise.
-Q_PARAMETERS = {**{name: form.n_params for name, form in Q_FORMS.items()}, "none": lambda D: 0}
-
-
-def n_hyperparameters(
-    D: int,
-    q_form: str = "scalar",
-    *,
-    learn_mu: bool = True,
-    learn_Q: bool = True,
-    learn_F: bool = False,
-    n_u: int = 0,
-) -> int:
-    """Number k of free hyperparameters of a state-space fit (the 2012 paper's count).
-
-        k = D [mu] + |Q| [its form] + D^2 [F, when learned] + D n_u [U, when there is an input]
-
-    Args:
-        D: number of natural parameters.
-        q_form: ``"scalar"``, ``"diag"``, ``"full"``, ``"two"`` or ``"none"`` (no state noise).
-        learn_mu: whether the prior mean mu = theta_o is re-estimated (it is by default).
-        learn_Q: whether Q is re-estimated.
-        learn_F: whether F is re-estimated.
-        n_u: number of input channels (U is D x n_u, learned).
-
-    Raises:
-        ValueError: for an unknown ``q_form`` or a negative ``n_u``.
-    """
-    D = check_positive_int(D, "D")
-    if q_form not in Q_PARAMETERS:
-        raise ValueError(f"q_form must be one of {', '.join(Q_PARAMETERS)}; got {q_form!r}")
-    if isinstance(n_u, bool) or not isinstance(n_u, int) or n_u < 0:
-        raise ValueError(f"n_u must be an integer >= 0; got {n_u!r}")
-    k = D if learn_mu else 0
-    k += _q_count(q_form, D) if learn_Q else 0
-    k += D * D if learn_F else 0
-    k += D * n_u
-    return k
-
-
-def _is_identity(F: torch.Tensor) -> bool:
-    eye = torch.eye(F.shape[-1], dtype=F.dtype, device=F.device)
-    return bool((F == eye).all()) if F.ndim >= 2 and F.shape[-1] == F.shape[-2] else bool((F == 1).all())
-
-
-def _count_for(result: Any) -> int:
-    """k for a :class:`~torch_ising.StateSpaceResult`, read from its settings (its ``n_hyperparameters``).
-
-    The one count is :func:`n_hyperparameters`; this reads its arguments off a
-    result. Uses ``result.q_form`` (default ``"scalar"``) and ``result.U`` (input gain).
-    Whether Q and F were learned is read from ``result.learn_Q`` and
-    ``result.learn_F`` when the result records them; otherwise Q counts when
-    T > 1 (a single bin has no state noise to learn) and F counts when it
-    differs from the identity (F = I is held fixed unless ``state_ar`` is given).
-
-    Args:
-        result: a :class:`~torch_ising.StateSpaceResult`, or any record with its ``D``,
-            ``T``, ``F`` and (optionally) ``q_form``, ``U``, ``learn_mu``, ``learn_Q``, ``learn_F``.
-
-    Returns:
-        k, the number of free hyperparameters.
-    """
-    D = int(result.D)
-    T = int(result.T)
-    q_form = str(getattr(result, "q_form", None) or "scalar")
-    learn_Q = getattr(result, "learn_Q", None)
-    if learn_Q is None:
-        learn_Q = T > 1
-    learn_F = getattr(result, "learn_F", None)
-    if learn_F is None:
-        learn_F = T > 1 and not _is_identity(torch.as_tensor(result.F))
-    U = getattr(result, "U", None)
-    n_u = 0 if U is None else int(torch.as_tensor(U).shape[-1])
-    learn_mu = bool(getattr(result, "learn_mu", True))
-    return n_hyperparameters(D, q_form, learn_mu=learn_mu, learn_Q=bool(learn_Q), learn_F=bool(learn_F), n_u=n_u)
-
-
-def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"k (the number of free hyperparameters) must be an integer >= 0; got {k!r}")
-    return k
-
-
-def aic(mll: Any, k: int) -> torch.Tensor:
-    """Akaike information criterion AIC = -2 l + 2 k (l: log marginal likelihood, k: free hyperparameters)."""
-    k = _check_k(k)
-    return -2.0 * as_tensor(mll, dtype=torch.float64) + 2.0 * k
-
-
-def bic(mll: Any, k: int, n: int) -> torch.Tensor:
-    """Bayesian information criterion BIC = -2 l + k log n (n: observations, T R patterns)."""
-    k = _check_k(k)
-    n = check_positive_int(n, "n")
-    return -2.0 * as_tensor(mll, dtype=torch.float64) + k * math.log(n)
 
 
 class OrderComparison(NamedTuple):
@@ -202,7 +102,6 @@ def compare_orders(spikes: Any, orders: Sequence[int] = (1, 2, 3), **fit_kwargs:
     Raises:
         ValueError: for malformed spikes, an empty or repeated ``orders`` or an order outside 1..N.
     """
-    from . import fit  # the state-space fit; imported here to keep this module importable on its own
 
     x = check_spikes(spikes, (3, 4))
     N = int(x.shape[-1])

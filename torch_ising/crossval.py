@@ -38,6 +38,7 @@ import torch
 from . import moments as _moments
 from ._validation import check_N_order, check_positive_int, check_spikes
 from .basis import rebin, sufficient_stats
+from .statespace import fit
 
 __all__ = ["CrossValidation", "cross_validate", "heldout_loglik", "SCORE_METHODS", "fold_assignment"]
 
@@ -238,7 +239,6 @@ def cross_validate(
     Raises:
         ValueError: for malformed spikes, bad orders, folds < 2 or folds > R, an unknown method.
     """
-    from . import fit
 
     x = check_spikes(spikes, (3, 4))
     batched = x.ndim == 4

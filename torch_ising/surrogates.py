@@ -26,6 +26,7 @@ import torch
 
 from ._results import select_result
 from ._validation import as_tensor, check_positive_int, check_spikes
+from .statespace import fit
 
 __all__ = ["trial_shuffle", "surrogate_test", "SurrogateTest", "ALTERNATIVES", "check_mask"]
 
@@ -190,7 +191,6 @@ def surrogate_test(
     Raises:
         ValueError: for n < 1, an unknown alternative, a statistic that returns the wrong shape.
     """
-    from . import fit
 
     x = check_spikes(spikes, 3)
     n = check_positive_int(n, "n")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .criteria import _count_for, aic, bic
 from .records import StateSpaceParams
 
 __all__ = ["StateSpaceResult"]
@@ -174,21 +175,15 @@ class StateSpaceResult:
     @property
     def n_hyperparameters(self) -> int:
         """k, the number of free hyperparameters (for AIC/BIC)."""
-        from ..comparison import _count_for
-
         return _count_for(self)
 
     def aic(self) -> float | torch.Tensor:
         """AIC = -2 mll + 2 k: a float, or a (B,) tensor for a batched result."""
-        from ..comparison import aic
-
         value = aic(self.mll, self.n_hyperparameters)
         return value if self.batched else float(value)
 
     def bic(self) -> float | torch.Tensor:
         """BIC = -2 mll + k log(n), n = sum_t R_t (T R without a mask): a float, or a (B,) tensor if batched."""
-        from ..comparison import bic
-
         n = self.n_observations
         if isinstance(n, int):
             value = bic(self.mll, self.n_hyperparameters, n)
