@@ -103,3 +103,60 @@ def test_a_launcher_worker_that_unpickles_the_task_ignores_the_schema_warning():
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     assert proc.stdout.decode().split() == ["1", "True"]
     assert b"ConfigStore" not in proc.stderr
+
+
+def _part(module: str) -> str:
+    """The part of the package a module belongs to: its subpackage or top-level module (torch_ising.a.b -> a)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Edges part -> part for every import inside the package, lazy (function-level) imports included."""
+    import ast
+
+    root = REPO / "torch_ising"
+    edges: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(REPO).with_suffix("")
+        module = ".".join(rel.parts)
+        package = module[: -len(".__init__")] if module.endswith(".__init__") else module.rsplit(".", 1)[0]
+        if module.endswith(".__init__"):
+            module = package
+        source = _part(module)
+        if not source:
+            continue  # torch_ising/__init__.py imports every part by design
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                targets.append(target)
+                if target == "torch_ising":  # from . import x (at the top level): the parts x
+                    targets += [f"torch_ising.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets += [a.name for a in node.names]
+            for target in targets:
+                if target.startswith("torch_ising.") and _part(target) != source:
+                    edges.setdefault(source, set()).add(_part(target))
+    return edges
+
+
+def test_no_import_cycle_between_the_parts_of_the_package():
+    graph = _import_graph()
+    assert "statespace" in graph and "approx" in graph  # the graph was read
+    cycles = []
+
+    def visit(start: str, node: str, path: list[str]) -> None:
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == start:
+                cycles.append(" -> ".join([*path, nxt]))
+            elif nxt not in path and nxt > start:
+                visit(start, nxt, [*path, nxt])
+
+    for start in sorted(graph):
+        visit(start, start, [start])
+    assert cycles == []
