@@ -63,9 +63,9 @@ def test_the_command_names_its_setting(no_gpu):
 
 
 def test_fit_and_the_command_use_the_same_rule(no_gpu):
-    from torch_ising.statespace import model
+    from torch_ising.statespace import inputs
 
-    assert model.resolve_device is resolve_device
+    assert inputs.resolve_device is resolve_device  # fit's data preparation
     spikes = torch.zeros(4, 3, 2, dtype=torch.uint8)
     with pytest.raises(ValueError, match="no CUDA GPU is available"):
         ti.fit(spikes, 1, device="cuda", progress=False)
