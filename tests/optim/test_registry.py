@@ -111,3 +111,27 @@ def test_optim_imports_nothing_from_approx_or_statespace():
                 assert node.level == 1 or not (node.module or "").startswith("torch_ising"), (path.name, node.module)
             elif isinstance(node, ast.Import):
                 assert not any(a.name.startswith("torch_ising") for a in node.names), (path.name, node.lineno)
+
+
+def test_anderson_extrapolation_solves_a_linear_fixed_point_in_K_plus_one_steps():
+    """For an affine map G(x) = M x + c, Anderson with full depth reaches x* = (I - M)^{-1} c exactly."""
+    from torch_ising.optim import anderson_extrapolate
+
+    K = 4
+    g_ = torch.Generator().manual_seed(7)
+    M = 0.5 * torch.randn(K, K, generator=g_) / K**0.5
+    c = torch.randn(K, generator=g_)
+    x_star = torch.linalg.solve(torch.eye(K) - M, c)  # the independent answer
+    G = lambda x: x @ M.T + c  # noqa: E731
+    xs = [torch.zeros(1, K)]
+    for _ in range(K):  # K plain steps give K residual differences
+        xs.append(G(xs[-1]))
+    fs = [G(x) - x for x in xs]
+    gs = [G(x) for x in xs]
+    dF = [fs[j + 1] - fs[j] for j in range(K)]
+    dG = [gs[j + 1] - gs[j] for j in range(K)]
+    x_new, ok = anderson_extrapolate(dF, dG, fs[-1], gs[-1])
+    assert bool(ok.all())
+    torch.testing.assert_close(x_new[0], x_star, rtol=0, atol=1e-8)
+    _, none = anderson_extrapolate([torch.zeros(1, K)], [torch.zeros(1, K)], fs[-1], gs[-1])
+    assert not bool(none.any())  # nothing to extrapolate from

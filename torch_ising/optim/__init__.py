@@ -14,7 +14,9 @@ name               call
 =================  ====================================================================================
 
 The first three return a :class:`NewtonResult`; ``bfgs_maximise`` returns
-(x, value, converged, evaluations). The filter's ``map_method`` names a key of
+(x, value, converged, evaluations). :func:`anderson_extrapolate` is not a search but the
+accelerator of a fixed-point iteration x = G(x) (the EM map, :mod:`torch_ising.statespace.stopping`).
+The filter's ``map_method`` names a key of
 :data:`MODE_SEARCHES` (:func:`torch_ising.statespace.filter.laplace_filter`).
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .anderson import anderson_extrapolate
 from .bfgs import bfgs_maximise
 from .conjugate_gradient import CG_LINE_TOL, CG_MAX_ITER, CG_TOL, Lines, conjugate_gradient_ascent
 from .newton import NewtonResult, newton_ascent
@@ -38,6 +41,7 @@ __all__ = [
     "conjugate_gradient_ascent",
     "newton_cg_ascent",
     "bfgs_maximise",
+    "anderson_extrapolate",
 ]
 
 #: mode-search name -> function; each entry's comment: what it maximises, and when it stops (besides its

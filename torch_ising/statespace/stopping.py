@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..optim.anderson import anderson_extrapolate
 from ..optim.bfgs import bfgs_maximise
 from .coords import Coords
 from .direct import mll_with_grad
@@ -338,14 +339,7 @@ def _anderson(
         x_new = g
         extrapolated = torch.zeros_like(converged)
         if dF:
-            Fm = torch.stack(dF, dim=-1)  # (B, K, m)
-            Gm = torch.stack(dG, dim=-1)
-            A = Fm.transpose(-1, -2) @ Fm
-            reg = 1e-10 * torch.diagonal(A, dim1=-2, dim2=-1).amax(-1).clamp_min(1e-300)
-            A = A + reg[:, None, None] * torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
-            gamma = torch.linalg.solve(A, (Fm.transpose(-1, -2) @ f.unsqueeze(-1))).squeeze(-1)
-            x_aa = g - (Gm @ gamma.unsqueeze(-1)).squeeze(-1)
-            extrapolated = torch.isfinite(x_aa).all(-1) & (Fm.abs().sum((-1, -2)) > 0)
+            x_aa, extrapolated = anderson_extrapolate(dF, dG, f, g)
             x_new = torch.where(extrapolated[:, None], x_aa, g)
         x_new = torch.where(converged[:, None], x0, x_new)
         extrapolated = extrapolated & ~converged
