@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.common import brute_force
+from tests.common import brute_force, to_np
 from torch_ising import FitWarning, fit, generate_spikes, generate_thetas
 from torch_ising.basis import sufficient_stats
 
@@ -22,22 +22,22 @@ def _never_cofiring(T: int, R: int, seed: int) -> np.ndarray:
     return x
 
 
-def _fits(x: np.ndarray, **kw) -> dict[str, torch.Tensor]:
+def _fits(x: np.ndarray, device: torch.device, **kw) -> dict[str, torch.Tensor]:
     out = {}
     for name, extra in {"tol5": {"tol": 1e-5}, "tol7": {"tol": 1e-7}, "it200": {"max_iter": 200}}.items():
         with pytest.warns(FitWarning, match=r"theta\(0,1\): neurons 0 and 1 never fire together in any bin"):
-            r = fit(x, 2, progress=False, **kw, **extra)
+            r = fit(x, 2, progress=False, device=device, **kw, **extra)
         assert r.converged
         out[name] = r
     with pytest.warns(FitWarning, match=r"theta\(0,1\)") as record:
-        out["it2000"] = fit(x, 2, progress=False, max_iter=2000, **kw)
+        out["it2000"] = fit(x, 2, progress=False, max_iter=2000, device=device, **kw)
     assert len([w for w in record if "theta(0,1)" in str(w.message)]) == 1  # one warning, not one per iteration
     return out
 
 
-def test_never_cofiring_pair_in_a_one_trial_fit_has_a_tolerance_free_estimate():
+def test_never_cofiring_pair_in_a_one_trial_fit_has_a_tolerance_free_estimate(device):
     x = _never_cofiring(T=10, R=1, seed=11)
-    fits = _fits(x)
+    fits = _fits(x, device)
     ref = fits["tol7"].theta_s
     assert torch.isfinite(ref).all()
     for name, r in fits.items():
@@ -49,33 +49,33 @@ def test_never_cofiring_pair_in_a_one_trial_fit_has_a_tolerance_free_estimate():
         assert fits["tol7"].mu[d] == 0.0
 
 
-def test_never_cofiring_pair_in_a_stationary_fit_with_mu_learned():
+def test_never_cofiring_pair_in_a_stationary_fit_with_mu_learned(device):
     """With mu learned, the fixed point is the MAP whose theta_01 entry the prior N(0, sigma_o) bounds.
 
     At that point y_S = eta_S(theta) for every learned entry (the prior's pull vanishes there, mu = theta),
     and R (0 - eta_01) - theta_01 / sigma_o = 0 for the held one; eta from the brute-force 2^N sum.
     """
     x = _never_cofiring(T=20, R=30, seed=3)
-    fits = _fits(x, stationary=True, mstep=True, sigma_o=0.1)
+    fits = _fits(x, device, stationary=True, mstep=True, sigma_o=0.1)
     ref = fits["tol7"]
     for name, r in fits.items():
         assert (r.theta_s - ref.theta_s).abs().max() < 1e-3, name
-    theta = ref.theta_s[0].numpy()
+    theta = to_np(ref.theta_s[0])
     eta = brute_force(theta, 3, 2)["eta"]
-    y = ref.y[0].numpy()
+    y = to_np(ref.y[0])
     learned = [0, 1, 2, 4, 5]
     assert np.abs(y[learned] - eta[learned]).max() < 1e-5
     assert abs(ref.R * (0.0 - eta[PAIR_01]) - theta[PAIR_01] / 0.1) / ref.R < 1e-6
     assert -10.0 < theta[PAIR_01] < 0.0
 
 
-def test_always_and_never_firing_neurons_are_named():
+def test_always_and_never_firing_neurons_are_named(device):
     rng = np.random.default_rng(0)
     spikes = (rng.random((6, 20, 3)) < 0.3).astype(np.uint8)
     spikes[..., 0] = 0
     spikes[..., 1] = 1
     with pytest.warns(FitWarning) as record:
-        r = fit(spikes, 2, progress=False, max_iter=300)
+        r = fit(spikes, 2, progress=False, max_iter=300, device=device)
     text = " ".join(str(w.message) for w in record)
     assert "theta(0): neuron 0 never fires in any bin" in text
     assert "theta(1): neuron 1 fires in every trial of every bin" in text
@@ -86,29 +86,29 @@ def test_always_and_never_firing_neurons_are_named():
     assert r.mu[2] != 0.0
 
 
-def test_batch_names_the_data_sets_and_leaves_the_observed_ones_alone():
+def test_batch_names_the_data_sets_and_leaves_the_observed_ones_alone(device):
     flagged = _never_cofiring(T=8, R=10, seed=21)
     theta = generate_thetas(3, 2, 8, seed=22)
     theta[:, :3] = 0.5
     clean = generate_spikes(theta, 10, seed=23).numpy()
     assert not bool((sufficient_stats(clean, 2) == 0).all(0).any())
     with pytest.warns(FitWarning, match=r"theta\(0,1\): neurons 0 and 1 never fire together in any bin \(data set 0\)"):
-        rb = fit(np.stack([flagged, clean]), 2, progress=False)
+        rb = fit(np.stack([flagged, clean]), 2, progress=False, device=device)
     with pytest.warns(FitWarning, match=r"theta\(0,1\)"):
-        r0 = fit(flagged, 2, progress=False)
-    r1 = fit(clean, 2, progress=False)
+        r0 = fit(flagged, 2, progress=False, device=device)
+    r1 = fit(clean, 2, progress=False, device=device)
     assert (rb.theta_s[0] - r0.theta_s).abs().max() < 1e-12
     assert (rb.theta_s[1] - r1.theta_s).abs().max() < 1e-12
     assert (rb.mu[1] - r1.mu).abs().max() < 1e-12
 
 
-def test_pseudo_likelihood_fit_holds_the_pair_too():
+def test_pseudo_likelihood_fit_holds_the_pair_too(device):
     """The approximate (diagonal-covariance) path applies the same rule in a stationary fit with mu learned."""
     x = _never_cofiring(T=20, R=30, seed=3)
     kw = {"stationary": True, "mstep": True, "sigma_o": 0.1, "method": "pseudo"}
     fits = {}
     for tol in (1e-5, 1e-7):
         with pytest.warns(FitWarning, match=r"theta\(0,1\)"):
-            fits[tol] = fit(x, 2, progress=False, tol=tol, **kw)
+            fits[tol] = fit(x, 2, progress=False, tol=tol, device=device, **kw)
     assert fits[1e-7].mu[PAIR_01] == 0.0 and torch.isfinite(fits[1e-7].theta_s).all()
     assert (fits[1e-5].theta_s - fits[1e-7].theta_s).abs().max() < 1e-3

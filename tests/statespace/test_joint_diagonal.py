@@ -25,9 +25,9 @@ def _system(B: int, T: int, D: int, seed: int = 0):
 
 
 @pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 8, 17, 100])
-def test_tridiagonal_against_dense(T):
-    d, e, dense = _system(2, T, 3)
-    r = torch.randn(2, T, 3, dtype=torch.float64)
+def test_tridiagonal_against_dense(T, device):
+    d, e, dense = (v.to(device) for v in _system(2, T, 3))
+    r = torch.randn(2, T, 3, dtype=torch.float64).to(device)
     fac = tri_factor(d, e)
     x_ref = torch.linalg.solve(dense, r.transpose(1, 2).unsqueeze(-1)).squeeze(-1).transpose(1, 2)
     torch.testing.assert_close(tri_solve(fac, r), x_ref, rtol=0, atol=1e-12)
