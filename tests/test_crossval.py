@@ -90,7 +90,7 @@ def test_bad_inputs_name_the_argument():
     for kwargs, name in [
         (dict(folds=5), "folds=5 is larger than the number of trials R=4"),
         (dict(folds=1), "folds must be an integer >= 2"),
-        (dict(orders=(1, 3)), "order must be <= N"),
+        (dict(orders=(1, 3)), r"orders must lie in 1..N = 1..2; got \[3\]"),
         (dict(orders=()), "orders must hold"),
         (dict(score_method="plugin"), "score_method must be one of"),
     ]:

@@ -17,6 +17,27 @@ import torch
 ArrayLike = torch.Tensor | np.ndarray | Sequence[Any]
 
 
+def check_orders(orders: Sequence[Any], N: int) -> tuple[int, ...]:
+    """Validate a list of interaction orders to compare: integers in 1..N, at least one, none repeated.
+
+    Raises:
+        ValueError: naming the offending entries.
+    """
+    orders = tuple(orders)
+    for o in orders:
+        if isinstance(o, bool) or not isinstance(o, (int, np.integer)):
+            raise ValueError(f"orders must hold integers (interaction orders 1..N); got {o!r} in {orders}")
+    orders = tuple(int(o) for o in orders)
+    if not orders:
+        raise ValueError("orders must hold at least one interaction order")
+    if len(set(orders)) != len(orders):
+        raise ValueError(f"orders must not repeat; got {orders}")
+    bad = [o for o in orders if not 1 <= o <= N]
+    if bad:
+        raise ValueError(f"orders must lie in 1..N = 1..{N}; got {bad} in {orders}")
+    return orders
+
+
 def check_N_order(N: Any, order: Any) -> tuple[int, int]:
     """Validate the number of neurons N and the interaction order O.
 

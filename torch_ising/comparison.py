@@ -19,10 +19,9 @@ import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 
-from ._validation import check_spikes
+from ._validation import check_orders, check_spikes
 from .statespace import fit
 from .statespace.criteria import Q_PARAMETERS, aic, bic, n_hyperparameters
 
@@ -105,18 +104,7 @@ def compare_orders(spikes: Any, orders: Sequence[int] = (1, 2, 3), **fit_kwargs:
 
     x = check_spikes(spikes, (3, 4))
     N = int(x.shape[-1])
-    orders = tuple(orders)
-    for o in orders:
-        if isinstance(o, bool) or not isinstance(o, (int, np.integer)):
-            raise ValueError(f"orders must hold integers (interaction orders 1..N); got {o!r} in {orders}")
-    orders = tuple(int(o) for o in orders)
-    if not orders:
-        raise ValueError("orders must hold at least one interaction order")
-    if len(set(orders)) != len(orders):
-        raise ValueError(f"orders must not repeat; got {orders}")
-    bad = [o for o in orders if not 1 <= o <= N]
-    if bad:
-        raise ValueError(f"orders must lie in 1..N = 1..{N}; got {bad} in {orders}")
+    orders = check_orders(orders, N)
     fit_kwargs.setdefault("progress", False)
     results, mlls, ks = [], [], []
     for o in orders:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from . import moments as _moments
-from ._validation import check_N_order, check_positive_int, check_spikes
+from ._validation import check_N_order, check_orders, check_positive_int, check_spikes
 from .basis import rebin, sufficient_stats
 from .statespace import fit
 
@@ -192,21 +192,6 @@ def heldout_loglik(
     return (out.value - 0.5 * (logdet_negH + logdet_S)).reshape(batch)
 
 
-def _check_orders(orders: Sequence[int], N: int) -> tuple[int, ...]:
-    orders = tuple(orders)
-    for o in orders:
-        if isinstance(o, bool) or not isinstance(o, (int, np.integer)):
-            raise ValueError(f"orders must hold integers (interaction orders 1..N); got {o!r} in {orders}")
-    orders = tuple(int(o) for o in orders)
-    if not orders:
-        raise ValueError("orders must hold at least one interaction order")
-    if len(set(orders)) != len(orders):
-        raise ValueError(f"orders must not repeat; got {orders}")
-    for o in orders:
-        check_N_order(N, o)
-    return orders
-
-
 def cross_validate(
     spikes: Any,
     orders: Sequence[int] = (1, 2, 3),
@@ -245,7 +230,7 @@ def cross_validate(
     if not batched:
         x = x.unsqueeze(0)
     B, T_raw, R, N = x.shape
-    orders = _check_orders(orders, N)
+    orders = check_orders(orders, N)
     folds = _check_folds(folds, R)
     if score_method not in SCORE_METHODS:
         raise ValueError(f"score_method must be one of {SCORE_METHODS}; got {score_method!r}")

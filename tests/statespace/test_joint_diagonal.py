@@ -42,9 +42,11 @@ def test_tridiagonal_against_dense(T, device):
 
 
 @pytest.mark.parametrize("calibrate", [False, True])
-def test_joint_diagonal_e_step_against_dense(calibrate):
+def test_joint_diagonal_e_step_against_dense(calibrate, device):
     """The mode is stationary for the dense objective (autograd), and sigma_s, the lag-one blocks and l
-    match the dense T x T posterior precision J + diag(G) of every coordinate."""
+    match the dense T x T posterior precision J + diag(G) of every coordinate.
+
+    The E-step runs on ``device``; the dense references are computed on the CPU."""
     import math
 
     from torch_ising.approx.pseudo import PseudoLikelihood, pseudo_log_likelihood
@@ -60,8 +62,12 @@ def test_joint_diagonal_e_step_against_dense(calibrate):
     Sigma = torch.full((1, D), 0.5, dtype=torch.float64)
     Q = torch.full((1, D), 0.05, dtype=torch.float64)
     F = torch.full((1, D), 0.9, dtype=torch.float64)
-    params = StateSpaceParams(mu, Sigma, Q, F, None)
-    _, smooth, mll = joint_diagonal_e_step(obs, params, tol=1e-12)
+    params = StateSpaceParams(*(v.to(device) for v in (mu, Sigma, Q, F)), None)
+    obs_dev = PseudoLikelihood(spikes.to(device), 2, eta_method="tap", calibrate=calibrate)
+    _, smooth, mll = joint_diagonal_e_step(obs_dev, params, tol=1e-12)
+    assert smooth.theta_s.device.type == torch.device(device).type
+    smooth = type(smooth)(*(v.cpu() if isinstance(v, torch.Tensor) else v for v in smooth))
+    mll = mll.cpu()
     x = smooth.theta_s[0]
     # the dense prior precision of each coordinate's chain, built from its definition
     Jd = torch.zeros(D, T, T, dtype=torch.float64)

@@ -21,13 +21,14 @@ import json
 import math
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
+
+from .._files import atomic_write, create_new
 
 __all__ = [
     "atomic_write",
@@ -56,40 +57,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------- atomic files
-
-
-def _umask() -> int:
-    """The process's umask now (read when a file is written, not at import)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write a file atomically: ``write(fh)`` fills a temporary file, then it is renamed to ``path``.
-
-    Args:
-        path: destination; its directory is created when missing.
-        write: callback that writes the content into the binary file handle it is given.
-
-    Returns:
-        the destination path.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 class RunDirectoryBusy(RuntimeError):
@@ -126,7 +93,7 @@ def run_lock(directory: str | os.PathLike) -> Iterator[Path]:
     me = f"{os.getpid()} {socket.gethostname()}\n"
     for _attempt in range(3):
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
+            fd = create_new(path)
         except FileExistsError:
             try:
                 owner = path.read_text(encoding="utf-8").split()

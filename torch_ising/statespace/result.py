@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._files import atomic_write
 from .criteria import _count_for, aic, bic
 from .records import StateSpaceParams
 
@@ -228,17 +228,7 @@ class StateSpaceResult:
             elif isinstance(v, (bool, int, float, str, np.generic)):
                 meta[k] = v.item() if isinstance(v, np.generic) else v
         arrays["meta_json"] = np.array(json.dumps(meta))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, lambda fh: np.savez(fh, **arrays))
         return path
 
     @classmethod
@@ -269,12 +259,6 @@ _REQUIRED = ("theta_s", "sigma_s", "eta_s", "theta_f", "sigma_f", "mll", "mll_li
 _INT_FIELDS = ("N", "D", "T", "R", "order", "iterations", "e_steps", "window")
 _STR_FIELDS = ("method", "stop", "q_form")
 _BOOL_FIELDS = ("learn_Q", "learn_F", "mstep")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _read_result_file(path: Path, names: set[str], device: Any, max_bytes: int | None) -> dict[str, Any]:
