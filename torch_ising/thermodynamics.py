@@ -243,9 +243,6 @@ def _derived(
     beta_is_one = not isinstance(beta, torch.Tensor) and float(beta) == 1.0
     m = _moments.moments(theta, N, order, with_fisher=beta_is_one and with_heat_capacity)
     psi, eta = m.psi, m.eta
-    theta_eta = (theta * eta).sum(-1)
-    S2 = psi - theta_eta
-    U2 = -theta_eta
     if not with_heat_capacity:
         C = torch.full_like(psi, float("nan"))
     elif beta_is_one:
@@ -253,7 +250,40 @@ def _derived(
         C = torch.einsum("...i,...ij,...j->...", theta, m.fisher, theta)
     else:
         C = _moments.heat_capacity(theta, N, order, beta)
+    return from_moments(theta, psi, eta, C, N, order, y_t, R_t), eta
 
+
+def from_moments(
+    theta: torch.Tensor,
+    psi: torch.Tensor,
+    eta: torch.Tensor,
+    C: torch.Tensor,
+    N: int,
+    order: int,
+    y_t: torch.Tensor | None = None,
+    R_t: torch.Tensor | None = None,
+    exact_marginals: bool = True,
+) -> Thermodynamics:
+    """The record of MODEL.md section 4 from psi(theta), eta(theta) and the heat capacity C.
+
+    S2 = psi - theta . eta, U2 = -theta . eta; the independent model has
+    theta1_i = log(eta_i / (1 - eta_i)) and psi1 = -sum_i log(1 - eta_i), so
+    S1 = -sum_i [eta_i log eta_i + (1 - eta_i) log(1 - eta_i)], U1 = -theta1 . eta_1 and
+    D_KL = eta . (theta - theta1) - (psi - psi1); S_ratio = (S1 - S2) / S1 and the
+    multi-information 100 (S1 - S2) / (N log 2 - S2), 0 in their 0 / 0 limits.
+
+    Args:
+        theta, psi, eta, C: the parameters (..., D) and their moments, exact or approximate.
+        N, order: the model.
+        y_t, R_t: the data, for llk1 and llk2 (both or neither).
+        exact_marginals: where a neuron (almost) always fires or never does, take
+            log P(x_i = 1) and log P(x_i = 0) from the enumerated pattern probabilities
+            (exact moments); False clamps eta_i into (0, 1) instead (approximate moments,
+            where 2^N patterns cannot be enumerated).
+    """
+    theta_eta = (theta * eta).sum(-1)
+    S2 = psi - theta_eta
+    U2 = -theta_eta
     if order == 1:
         # The fitted model is the independent model: model 1 == model 2 exactly.
         theta1, psi1 = theta, psi
@@ -261,10 +291,12 @@ def _derived(
         dkl = torch.zeros_like(psi)
     else:
         eta1 = eta[..., :N]
+        if not exact_marginals:
+            eta1 = eta1.clamp(1e-300, 1.0 - 1e-16)
         log_eta1, log_1m_eta1 = eta1.log(), torch.log1p(-eta1)
         S1 = -(torch.special.xlogy(eta1, eta1) + torch.special.xlogy(1 - eta1, 1 - eta1)).sum(-1)
         sharp = ((eta1 <= 0) | (1 - eta1 < _SHARP)).any(-1)
-        if bool(sharp.any()):
+        if exact_marginals and bool(sharp.any()):
             # a neuron (almost) always silent or firing: 1 - eta1 has lost its digits, so these rows
             # take log P(x_i = 1), log P(x_i = 0) and S2 from the pattern log-probabilities instead
             log_eta1, log_1m_eta1, S1, S2 = log_eta1.clone(), log_1m_eta1.clone(), S1.clone(), S2.clone()
@@ -288,7 +320,7 @@ def _derived(
         llk2 = R_t * ((y_t * theta).sum(-1) - psi)
         llk1 = llk2 if order == 1 else R_t * ((y_t[..., :N] * theta1).sum(-1) - psi1)
 
-    record = Thermodynamics(
+    return Thermodynamics(
         S1=S1,
         S2=S2,
         S_ratio=S_ratio,
@@ -302,7 +334,6 @@ def _derived(
         p_silence=torch.exp(-psi),
         multi_information=multi_information,
     )
-    return record, eta
 
 
 #: 1 - eta1 below this is recomputed from the pattern log-probabilities (see :func:`_log_marginals`).

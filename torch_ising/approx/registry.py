@@ -118,9 +118,7 @@ def approx_thermodynamics(
     Returns:
         :class:`torch_ising.thermodynamics.Thermodynamics`.
     """
-    import math
-
-    from ..thermodynamics import Thermodynamics
+    from ..thermodynamics import from_moments
 
     theta, N, order = check_inputs(theta, N, order, None, "approx_thermodynamics")
     if not (isinstance(beta_step, (int, float)) and 0 < beta_step < 0.5):
@@ -132,32 +130,6 @@ def approx_thermodynamics(
     am = approx_moments(th3, N, order, method, **options)
     psi, eta = am.psi[0], am.eta[0]
     C = (am.psi[1] - 2.0 * psi + am.psi[2]) / beta_step**2
-    theta_eta = (theta * eta).sum(-1)
-    S2 = psi - theta_eta
-    eta1 = eta[..., :N].clamp(1e-300, 1.0 - 1e-16)
-    theta1 = torch.log(eta1) - torch.log1p(-eta1)
-    psi1 = -torch.log1p(-eta1).sum(-1)
-    S1 = -(torch.special.xlogy(eta1, eta1) + torch.special.xlogy(1 - eta1, 1 - eta1)).sum(-1)
-    U1 = -(theta1 * eta1).sum(-1)
-    dtheta = theta.clone()
-    dtheta[..., :N] = theta[..., :N] - theta1
-    dkl = (eta * dtheta).sum(-1) - (psi - psi1)
-    llk1 = llk2 = None
-    if y is not None:
-        y_t = torch.as_tensor(y, dtype=theta.dtype, device=theta.device)
-        llk2 = R * ((y_t * theta).sum(-1) - psi)
-        llk1 = R * ((y_t[..., :N] * theta1).sum(-1) - psi1)
-    return Thermodynamics(
-        S1=S1,
-        S2=S2,
-        S_ratio=(S1 - S2) / S1,
-        U1=U1,
-        U2=-theta_eta,
-        dkl=dkl,
-        psi=psi,
-        llk1=llk1,
-        llk2=llk2,
-        heat_capacity=C,
-        p_silence=torch.exp(-psi),
-        multi_information=100.0 * (S1 - S2) / (N * math.log(2.0) - S2),
-    )
+    y_t = None if y is None else torch.as_tensor(y, dtype=theta.dtype, device=theta.device)
+    R_t = None if R is None else torch.as_tensor(R, dtype=theta.dtype, device=theta.device)
+    return from_moments(theta, psi, eta, C, N, order, y_t, R_t, exact_marginals=False)

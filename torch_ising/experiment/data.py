@@ -743,7 +743,34 @@ class ArrayData(DataSource):
         return f"array: {self.path} (axes {self.axes} -> T, R, N; counts={self.counts})"
 
 
-class SpikeTimesData(DataSource):
+class _EventData(DataSource):
+    """Base of the sources binned in a window around event times: bins of ``bin_width`` seconds.
+
+    Args:
+        path: the file.
+        bin_width: bin width in seconds.
+        window: (start, stop) of the window, in seconds from each event.
+        units: the unit ids to keep (None: all).
+        counts: what to do with a bin holding more than one spike ("refuse", "binarise").
+    """
+
+    def __init__(
+        self,
+        path: str,
+        bin_width: float = 0.005,
+        window: Sequence[float] = (0.0, 0.5),
+        units: Sequence[int] | None = None,
+        counts: str = "refuse",
+    ) -> None:
+        self.path, self.bin_width, self.window = path, bin_width, list(window)
+        self.units = None if units is None else list(units)
+        self.counts = counts
+
+    def _bins(self, around: str) -> str:
+        return f"{self.path}, bins of {self.bin_width} s in {self.window} s around {around} ({self.layout})"
+
+
+class SpikeTimesData(_EventData):
     """Spike times + event times in an .npz (:func:`load_spike_times`)."""
 
     layout = "T = bins in the window after each event, R = events, N = units"
@@ -759,10 +786,8 @@ class SpikeTimesData(DataSource):
         units: Sequence[int] | None = None,
         counts: str = "refuse",
     ) -> None:
-        self.path, self.bin_width, self.window = path, bin_width, list(window)
+        super().__init__(path, bin_width, window, units, counts)
         self.keys = {"times_key": times_key, "units_key": units_key, "events_key": events_key}
-        self.units = None if units is None else list(units)
-        self.counts = counts
 
     def read(self) -> SpikeData:
         return read_spike_times(
@@ -770,12 +795,10 @@ class SpikeTimesData(DataSource):
         )
 
     def describe(self) -> str:
-        return (
-            f"spike times: {self.path}, bins of {self.bin_width} s in {self.window} s around each event ({self.layout})"
-        )
+        return "spike times: " + self._bins("each event")
 
 
-class NWBData(DataSource):
+class NWBData(_EventData):
     """An NWB file's units and trials (:func:`load_nwb`)."""
 
     layout = "T = bins in the window around each trial's align_to time, R = trials, N = units"
@@ -789,15 +812,11 @@ class NWBData(DataSource):
         units: Sequence[int] | None = None,
         counts: str = "refuse",
     ) -> None:
-        self.path, self.bin_width, self.window, self.align_to = path, bin_width, list(window), align_to
-        self.units = None if units is None else list(units)
-        self.counts = counts
+        super().__init__(path, bin_width, window, units, counts)
+        self.align_to = align_to
 
     def read(self) -> SpikeData:
         return read_nwb(self.path, self.bin_width, self.window, self.align_to, units=self.units, counts=self.counts)
 
     def describe(self) -> str:
-        return (
-            f"nwb: {self.path}, bins of {self.bin_width} s in {self.window} s around trials.{self.align_to} "
-            f"({self.layout})"
-        )
+        return "nwb: " + self._bins(f"trials.{self.align_to}")
