@@ -92,25 +92,33 @@ class EMData:
         result: the native :class:`torch_ising.StateSpaceResult` (tensors).
     """
 
+    theta_s: np.ndarray
+    eta_s: np.ndarray
+    sigma_s: np.ndarray
+    theta_f: np.ndarray
+    sigma_f: np.ndarray
+    y: np.ndarray
+    Q: np.ndarray
+    F: np.ndarray
+    U: np.ndarray | None
+    N: int
+    D: int
+    T: int
+    R: int
+    order: int
+    window: int
+    iterations: int
+
     def __init__(self, result: StateSpaceResult) -> None:
         self.result = result
-        self.theta_s = _np(result.theta_s)
-        self.eta_s = _np(result.eta_s)
-        self.sigma_s = _np(result.sigma_s)
-        self.theta_f = _np(result.theta_f)
-        self.sigma_f = _np(result.sigma_f)
+        for name in ("theta_s", "eta_s", "sigma_s", "theta_f", "sigma_f", "y", "Q", "F", "U"):
+            setattr(self, name, _np(getattr(result, name)))
+        self.theta_o = _np(result.mu)
         self.mll = float(result.mll)
         # the published list has one l per iteration; torch_ising's opens with the first E-step's
         self.mll_list = [float(v) for v in result.mll_list[1:]] if result.iterations else [float(result.mll)]
-        self.N, self.D, self.T, self.R = int(result.N), int(result.D), int(result.T), int(result.R)
-        self.order = int(result.order)
-        self.window = int(result.window)
-        self.y = _np(result.y)
-        self.Q = _np(result.Q)
-        self.F = _np(result.F)
-        self.U = _np(result.U)
-        self.theta_o = _np(result.mu)
-        self.iterations = int(result.iterations)
+        for name in ("N", "D", "T", "R", "order", "window", "iterations"):
+            setattr(self, name, int(getattr(result, name)))
         self.converged = bool(result.converged)
 
     @property
