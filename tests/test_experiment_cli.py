@@ -125,9 +125,19 @@ def test_run_writes_the_loaders_mask_and_fits_with_it(tmp_path):
     ],
 )
 def test_Q_forms_map_to_the_fit_state_cov(Q_form, expected):
+    """The config's Q and Q_form reach fit as the starting Q of that form (hand-written Q0)."""
+    from torch_ising.statespace.qforms import parse_state_cov, q_form
+
     fit = schemas.FitConfig(Q=0.02, Q_form=Q_form, device="cpu")
     kwargs = cli.fit_kwargs(fit, schemas.ModelConfig(order=2), N=4)
-    np.testing.assert_array_equal(np.asarray(kwargs["state_cov"]), np.asarray(expected(_d(4, 2))))
+    D = _d(4, 2)
+    name, Q0, learn = parse_state_cov(
+        kwargs["state_cov"], D, 4, 1, 10, torch.float64, torch.device("cpu"), form=kwargs["q_form"]
+    )
+    assert name == q_form(Q_form).name and learn
+    want = np.asarray(expected(D))
+    want = np.diag([0.02] * D) if want.shape == (2,) else want * np.eye(D) if want.ndim < 2 else want
+    np.testing.assert_array_equal(Q0[0].numpy(), want)
     assert kwargs["dtype"] is torch.float64 and kwargs["device"] == torch.device("cpu")
 
 

@@ -84,3 +84,51 @@ def test_config_value_parses_back_to_its_form(form):
 def test_unknown_form_names_the_forms():
     with pytest.raises(ValueError, match="unknown Q form 'banded'.*diagonal.*two_block"):
         q_form("banded")
+
+
+def test_a_new_q_form_is_one_record(device, monkeypatch):
+    """A toy form, Q held at 0.01 I, added as one record: fit(q_form=...) runs it, and plain EM with it
+    equals three rounds of the functional core's E-step and M-step with Q not learned."""
+    import torch_ising as ti
+    from torch_ising.statespace.criteria import n_hyperparameters
+    from torch_ising.statespace.estep import e_step
+    from torch_ising.statespace.inputs import prepare_data
+    from torch_ising.statespace.mstep import m_step
+    from torch_ising.statespace.observation import observation_builder
+    from torch_ising.statespace.qforms import QForm
+    from torch_ising.statespace.records import StateSpaceParams
+
+    from ..common import MAX_ITER, fit_warns
+
+    def held(S: torch.Tensor, n: int, N: int) -> torch.Tensor:
+        return 0.01 * torch.eye(S.shape[-1], dtype=S.dtype, device=S.device).expand_as(S).clone()
+
+    toy = QForm(
+        "fixed", "fixed", "Q = 0.01 I", lambda D: 0, held, lambda d, N: torch.full_like(d, 0.01),
+        Q_FORMS["scalar"].groups, lambda q, N, D: float(q[0]), lambda D: (),
+    )  # fmt: skip
+    monkeypatch.setitem(Q_FORMS, "fixed", toy)
+    Nn, order, T = 3, 2, 15
+    spikes = torch.as_tensor(ti.generate_spikes(ti.generate_thetas(Nn, order, T, seed=8), 25, seed=9)).to(device)
+    Dd = Nn + Nn * (Nn - 1) // 2
+    eye = torch.eye(Dd, dtype=torch.float64, device=device)[None]
+    p0 = StateSpaceParams(
+        torch.full((1, Dd), -0.5, dtype=torch.float64, device=device), 0.5 * eye, 0.02 * eye, eye.clone(), None
+    )
+    with fit_warns(MAX_ITER):
+        r = ti.fit(spikes, order, state_cov=0.01, q_form="fixed", stop="em", max_iter=3, estep="filter",
+                   init=p0, progress=False, device=device)  # fmt: skip
+    assert r.q_form == "fixed"
+    torch.testing.assert_close(torch.as_tensor(r.Q).cpu(), 0.01 * eye[0].cpu(), rtol=0, atol=1e-17)  # to rounding
+    # the reference: the functional core, Q held after the first M-step
+    data = prepare_data(spikes, order, window=1, mask=None, stationary=False, u=None, device=device,
+                        dtype=torch.float64)  # fmt: skip
+    obs = observation_builder("exact")(data.y, data.R, Nn, order, data.x)
+    params, es = p0, e_step(obs, p0, estep="filter")
+    for _ in range(3):  # each E-step's Newton search starts from the last path, as in the EM loop
+        params = m_step(es.smooth, params, q_form="scalar", N=Nn, learn_Q=False)._replace(Q=0.01 * eye)
+        es = e_step(obs, params, estep="filter", theta_init=es.smooth.theta_s)
+    torch.testing.assert_close(torch.as_tensor(r.mu).cpu(), params.mu[0].cpu(), rtol=0, atol=1e-10)
+    torch.testing.assert_close(torch.as_tensor(r.theta_s).cpu(), es.smooth.theta_s[0].cpu(), rtol=0, atol=1e-10)
+    # the count of hyperparameters: mu (D) and the toy form's none
+    assert n_hyperparameters(Dd, "fixed") == r.n_hyperparameters == Dd

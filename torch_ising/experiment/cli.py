@@ -40,7 +40,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .._device import resolve_device
-from ..statespace.qforms import Q_FORMS
 from .schemas import DATA_SCHEMAS, ExperimentConfig, register_configs
 
 __all__ = [
@@ -93,26 +92,14 @@ CONFIG_DIR = find_config_dir()
 # --------------------------------------------------------------------------------------------- fit settings
 
 
-def _state_cov(Q: Any, Q_form: str, N: int, D: int) -> Any:
-    """The ``state_cov`` argument of :func:`torch_ising.fit` for ``fit.Q`` in the form ``fit.Q_form``.
-
-    scalar: q (Q = q I); diagonal: (q, ..., q) of length D; full: q I as a (D, D)
-    matrix; two_block: [q1, q2] (q1 on the N first-order entries, q2 on the others).
-    The translation is the Q form's own (:data:`torch_ising.statespace.Q_FORMS`).
-    """
-    q = list(Q) if isinstance(Q, Sequence) and not isinstance(Q, str) else [Q]
-    forms = {f.config_name: f for f in Q_FORMS.values()}
-    if Q_form not in forms:
-        names = list(forms)
-        raise ValueError(f"fit.Q_form must be {', '.join(names[:-1])} or {names[-1]}; got {Q_form!r}")
-    return forms[Q_form].state_cov(q, N, D)
+def _is_list(v: Any) -> bool:
+    return isinstance(v, Sequence) and not isinstance(v, str)
 
 
 def fit_kwargs(fit_cfg: Any, model_cfg: Any, N: int) -> dict[str, Any]:
     """Keyword arguments of :func:`torch_ising.fit` from the ``fit`` and ``model`` configs (order excluded)."""
     import torch
 
-    from ..basis import compute_D
     from ..statespace.observation import OBSERVATION_MODELS
     from ..statespace.stopping import STOP_RULES
 
@@ -122,10 +109,12 @@ def fit_kwargs(fit_cfg: Any, model_cfg: Any, N: int) -> dict[str, Any]:
         )
     if fit_cfg.stop not in STOP_RULES:
         raise ValueError(f"fit.stop={fit_cfg.stop!r} is not a stopping rule; choose one of {', '.join(STOP_RULES)}")
-    D = compute_D(N, model_cfg.order)
+    q = [float(v) for v in fit_cfg.Q] if _is_list(fit_cfg.Q) else [float(fit_cfg.Q)]
     return {
         "window": model_cfg.window,
-        "state_cov": _state_cov(fit_cfg.Q, fit_cfg.Q_form, N, D),
+        # one value q, or [q1, q2] for the two-block form; fit reads it in the named form of Q
+        "state_cov": q[0] if len(q) == 1 else q,
+        "q_form": fit_cfg.Q_form,
         "state_ar": fit_cfg.F,
         "theta_o": fit_cfg.theta_o,
         "sigma_o": fit_cfg.sigma_o,

@@ -15,6 +15,7 @@ re-exports them beside the order comparison.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -29,9 +30,28 @@ def _q_count(q_form: str, D: int) -> int:
     return Q_PARAMETERS[q_form](D)
 
 
+class _QCounts(Mapping[str, Callable[[int], int]]):
+    """A read-only view of the forms' parameter counts: it reads :data:`Q_FORMS` at each lookup,
+    so a form registered later is counted too."""
+
+    def __getitem__(self, name: str) -> Callable[[int], int]:
+        return _no_noise if name == "none" else Q_FORMS[name].n_params
+
+    def __iter__(self) -> Iterator[str]:
+        yield from Q_FORMS
+        yield "none"
+
+    def __len__(self) -> int:
+        return len(Q_FORMS) + 1
+
+
+def _no_noise(D: int) -> int:
+    return 0
+
+
 #: Number of free parameters of each state-noise form (:data:`torch_ising.statespace.Q_FORMS`), as a
 #: function of D; "none" for a fit without state noise.
-Q_PARAMETERS = {**{name: form.n_params for name, form in Q_FORMS.items()}, "none": lambda D: 0}
+Q_PARAMETERS: Mapping[str, Callable[[int], int]] = _QCounts()
 
 
 def n_hyperparameters(

@@ -31,7 +31,7 @@ from .inputs import parse_prior, parse_state_ar, prepare_data
 from .joint import filtered_from_joint
 from .joint_diagonal import filtered_from_joint_diagonal
 from .observation import observation_builder
-from .qforms import parse_state_cov
+from .qforms import in_form, parse_state_cov
 from .records import EMOptions, EMState, StateSpaceParams, check_fingerprint, fit_fingerprint
 from .result import StateSpaceResult
 from .stopping import stop_rule
@@ -90,6 +90,7 @@ def fit(
     *,
     window: int = 1,
     state_cov: Any = 0.01,
+    q_form: str | None = None,
     state_ar: Any = None,
     u: Any = None,
     theta_o: Any = 0.0,
@@ -124,6 +125,11 @@ def fit(
         state_cov: initial Q: a scalar q (Q = q I, learned as a scalar), a
             length-D vector (diagonal), a (D, D) matrix (full), or [q1, q2]
             (first-order and higher-order blocks). None/0 only with T = 1.
+        q_form: the form of Q, when the shape of ``state_cov`` should not decide it:
+            "scalar" (Q = q I), "diag", "full" or "two" (or a registered form; the config
+            aliases "diagonal" and "two_block" work too). A scalar ``state_cov`` q then
+            starts Q at that form's q: ``q_form="diag", state_cov=0.01`` learns D variances
+            from 0.01 each, and ``q_form="two"`` is unambiguous at any D.
         state_ar: None (F = I, fixed) or an initial F (scalar or (D, D)), then learned.
         u: exogenous input (T, n_u) (or (B, T, n_u)); U is learned.
         theta_o: prior mean of theta_1 (scalar or (D,)); the start of mu,
@@ -275,7 +281,10 @@ def fit(
         opts_m["trial_mask"] = m  # (B, T, R) of the observed trials, for models that sum over trials
     obs = build_obs(y, R_eff if R_t is None else R_t, N, order, x, **opts_m)
     diag = obs.diagonal
-    q_form, Q0, learn_Q = parse_state_cov(state_cov, D, N, B, T, dtype, dev, diag)
+    named_form = {} if q_form is None else {"q_form": q_form}
+    if q_form is not None:
+        state_cov = in_form(state_cov, q_form, N, D)
+    q_form, Q0, learn_Q = parse_state_cov(state_cov, D, N, B, T, dtype, dev, diag, q_form)
     F0, learn_F = parse_state_ar(state_ar, D, B, dtype, dev, diag)
     if T == 1:
         learn_F = False
@@ -297,7 +306,7 @@ def fit(
         dict(order=order, window=window, state_cov=state_cov, state_ar=state_ar, u=u, theta_o=theta_o,
              sigma_o=sigma_o, tol=tol, stop=stop, stationary=stationary, mstep=mstep, dtype=dtype, method=method,
              eta_method=eta_method, newton_tol=newton_tol, map_method=map_method, init=init,
-             method_options=method_options, **_mask_setting(m_raw)),
+             method_options=method_options, **_mask_setting(m_raw), **named_form),
     )  # fmt: skip
     if resume is not None:
         check_fingerprint(resume.fingerprint, fingerprint)

@@ -27,7 +27,7 @@ import torch
 
 from .._validation import as_tensor
 
-__all__ = ["QForm", "Q_FORMS", "q_form", "parse_state_cov", "no_state_noise"]
+__all__ = ["QForm", "Q_FORMS", "q_form", "in_form", "parse_state_cov", "no_state_noise"]
 
 
 def _one_value(q: Sequence[float], name: str) -> float:
@@ -86,7 +86,10 @@ def _md_two(d: torch.Tensor, N: int) -> torch.Tensor:
 
 def _cov_two(q: Sequence[float], N: int, D: int) -> Any:
     if D == N:
-        raise ValueError("fit.Q_form=two_block needs model.order >= 2 (a second block); use fit.Q_form=scalar")
+        raise ValueError(
+            "the two-block form of Q (fit.Q_form=two_block, q_form='two') needs order >= 2 (a second block); "
+            "use the scalar form"
+        )
     return [float(q[0]), float(q[-1])]
 
 
@@ -108,6 +111,8 @@ class QForm:
             None for the full form (its coordinates are a Cholesky factor).
         state_cov: ``fn(values, N, D)``: ``fit``'s ``state_cov`` argument for the config's
             ``fit.Q`` values in this form.
+        shape: ``fn(D)``: the shape of a ``state_cov`` array in this form, other than a scalar
+            (checked by :func:`in_form`); None accepts what :func:`parse_state_cov` reads.
     """
 
     name: str
@@ -118,6 +123,7 @@ class QForm:
     m_step_diag: Callable[[torch.Tensor, int], torch.Tensor] | None
     groups: Callable[[int, int], list[slice]] | None
     state_cov: Callable[[Sequence[float], int, int], Any]
+    shape: Callable[[int], tuple[int, ...]] | None = None
 
 
 #: The forms of Q by name.
@@ -126,19 +132,19 @@ Q_FORMS: dict[str, QForm] = {
     for f in (
         QForm(
             "scalar", "scalar", "Q = q I", lambda D: 1, _m_scalar, _md_scalar, _groups_scalar,
-            lambda q, N, D: _one_value(q, "scalar"),
+            lambda q, N, D: _one_value(q, "scalar"), lambda D: (),
         ),
         QForm(
             "diag", "diagonal", "Q = diag(q_1, ..., q_D)", lambda D: D, _m_diag, _md_diag, _groups_diag,
-            lambda q, N, D: np.full(D, _one_value(q, "diagonal")),
+            lambda q, N, D: np.full(D, _one_value(q, "diagonal")), lambda D: (D,),
         ),
         QForm(
             "full", "full", "Q symmetric positive definite", lambda D: D * (D + 1) // 2, _m_full, None, None,
-            lambda q, N, D: _one_value(q, "full") * np.eye(D),
+            lambda q, N, D: _one_value(q, "full") * np.eye(D), lambda D: (D, D),
         ),
         QForm(
             "two", "two_block", "Q = diag(q1 on the N fields, q2 on the interactions)", lambda D: 2, _m_two,
-            _md_two, _groups_two, _cov_two,
+            _md_two, _groups_two, _cov_two, lambda D: (2,),
         ),
     )
 }  # fmt: skip
@@ -164,18 +170,62 @@ def no_state_noise(state_cov: Any) -> bool:
     return np.ndim(state_cov) == 0 and float(state_cov) == 0.0
 
 
+def in_form(state_cov: Any, form: str, N: int, D: int) -> Any:
+    """``state_cov`` as the Q form ``form`` asks, so that its shape no longer has to say the form.
+
+    A scalar q becomes the form's starting Q: q (scalar), (q, ..., q) (diag), q I (full) or
+    [q, q] (two). A length-D vector is accepted by "full" as diag(q). Anything else must
+    already have the form's own shape, else ValueError naming both.
+
+    Args:
+        state_cov: ``fit``'s ``state_cov``.
+        form: a key of :data:`Q_FORMS` or a config alias ("diagonal", "two_block").
+        N, D: neurons and parameters per bin.
+    """
+    f = q_form(form)
+    if no_state_noise(state_cov):
+        return state_cov
+    shape = np.shape(state_cov)
+    if shape == ():
+        return f.state_cov([float(state_cov)], N, D)
+    if f.name == "full" and shape == (D,):
+        return np.diag(np.asarray(state_cov, dtype=np.float64))
+    wanted = None if f.shape is None else f.shape(D)
+    if wanted is not None and shape != wanted:
+        raise ValueError(
+            f"state_cov of shape {shape} does not fit q_form={form!r} ({f.description}); "
+            + ("pass a scalar" if wanted == () else f"pass a scalar or an array of shape {wanted}")
+        )
+    if wanted == (2,):  # [q1, q2], checked by the form
+        return f.state_cov(list(np.asarray(state_cov, dtype=np.float64)), N, D)
+    return state_cov
+
+
 def parse_state_cov(
-    state_cov: Any, D: int, N: int, B: int, T: int, dtype: torch.dtype, device: torch.device, diagonal: bool = False
+    state_cov: Any,
+    D: int,
+    N: int,
+    B: int,
+    T: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    diagonal: bool = False,
+    form: str | None = None,
 ) -> tuple[str, torch.Tensor, bool]:
     """Read ``fit``'s ``state_cov``: its form, the starting Q and whether Q is learned.
 
-    A scalar q is ``"scalar"`` (Q = q I), a length-D vector ``"diag"``, a (D, D) matrix
-    ``"full"`` and a pair [q1, q2] (when D != 2) ``"two"``. None or 0 means no state
-    noise, only with T = 1 (a stationary fit).
+    With ``form`` (``fit``'s ``q_form``) the form is that record's, and ``state_cov`` is read
+    through :func:`in_form`. Without it the shape says the form: a scalar q is ``"scalar"``
+    (Q = q I), a length-D vector ``"diag"``, a (D, D) matrix ``"full"`` and a pair [q1, q2]
+    (when D != 2) ``"two"``. None or 0 means no state noise, only with T = 1 (a stationary fit).
 
     Returns:
         (form name, Q0 (B, D, D), or its diagonal (B, D) when ``diagonal``, learn_Q).
     """
+    if form is not None:
+        name = q_form(form).name
+        _, Q0, learn = parse_state_cov(in_form(state_cov, form, N, D), D, N, B, T, dtype, device, diagonal)
+        return name, Q0, learn
     if diagonal:
         form, d, learn = _parse_diag(state_cov, D, N, T, dtype, device)
         return form, d.expand(B, D).clone(), learn
