@@ -212,11 +212,13 @@ def test_joint_e_step_batches_over_data_sets(device):
 
 
 def test_default_e_step_is_joint_only_for_the_default_rule():
+    from torch_ising.statespace.covariance import DENSE, DIAGONAL
     from torch_ising.statespace.estep import default_estep
     from torch_ising.statespace.stopping import STOP_RULES
 
     def default(stop, learn_F, diagonal, map_method, learn_U=False):
-        return default_estep(STOP_RULES[stop].joint_default, learn_F, diagonal, map_method, learn_U=learn_U)
+        cov = DIAGONAL if diagonal else DENSE
+        return default_estep(STOP_RULES[stop].joint_default, learn_F, cov, map_method, learn_U=learn_U)
 
     assert default("converged", False, False, "newton") == "joint"
     # the published rules, the filter's own l, a learned F, approximate methods and CG keep the filter

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import torch_ising as ti
+from torch_ising.statespace.covariance import DENSE, DIAGONAL
 from torch_ising.statespace.stopping import STOP_RULES, RuleOutcome, StopRule, stop_rule
 
 from ..common import MAX_ITER, fit_warns
@@ -18,7 +19,8 @@ def spikes():
 
 def test_fit_takes_max_iter_and_the_mode_search_from_the_rule(spikes, device):
     rule = stop_rule("ssll")
-    assert rule.max_iter == 100 and rule.default_map_method(False) == "cg" and rule.default_map_method(True) == "newton"
+    assert rule.max_iter == 100
+    assert rule.default_map_method(DENSE) == "cg" and rule.default_map_method(DIAGONAL) == "newton"
     a = ti.fit(spikes, 2, stop="ssll", progress=False, device=device)
     b = ti.fit(spikes, 2, stop="ssll", progress=False, device=device, max_iter=100, map_method="cg")
     assert a.iterations == b.iterations

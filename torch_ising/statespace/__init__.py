@@ -1,5 +1,7 @@
 """State-space (time-varying) Ising model: a functional core and its module.
 
+* :mod:`.covariance` - the covariance structures :data:`~.covariance.DENSE` and
+  :data:`~.covariance.DIAGONAL` (the exact and the approximate methods), carried by the records
 * :mod:`.filter` - the Laplace filter (MODEL.md 3.1)
 * :mod:`.smoother` - the smoother with lag-one covariances (3.2)
 * :mod:`.joint` - the joint-mode E-step: all bins at once, block cyclic reduction

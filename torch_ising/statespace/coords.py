@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .covariance import Covariance
 from .qforms import Q_FORMS
 from .records import EMOptions, StateSpaceParams
 
@@ -19,10 +20,11 @@ class Coords:
     one log variance per group of diagonal entries that share a variance.
     """
 
-    def __init__(self, template: StateSpaceParams, opts: EMOptions, diagonal: bool) -> None:
+    def __init__(self, template: StateSpaceParams, opts: EMOptions, cov: Covariance) -> None:
         self.t = template
         self.opts = opts
-        self.diagonal = diagonal
+        #: the structure of Q (that of the fit's covariances)
+        self.cov = cov
         self.D = template.mu.shape[-1]
         groups = Q_FORMS[opts.q_form].groups
         #: Q's coordinates are a Cholesky factor (a full Q with full covariances)
@@ -52,7 +54,7 @@ class Coords:
                 il = torch.tril_indices(self.D, self.D, -1, device=Q.device)
                 parts += [torch.diagonal(L, dim1=-2, dim2=-1).log(), L[:, il[0], il[1]]]
             else:
-                d = Q if self.diagonal else torch.diagonal(Q, dim1=-2, dim2=-1)
+                d = self.cov.diag(Q)
                 if self.per_entry:
                     parts.append(d.log())
                 else:
@@ -89,7 +91,7 @@ class Coords:
                     d = torch.cat(
                         [logs[:, k : k + 1].exp().expand(B, s.stop - s.start) for k, s in enumerate(blocks)], -1
                     )
-                Q = d if self.diagonal else torch.diag_embed(d)
+                Q = self.cov.from_diag(d)
         F = t.F
         if self.opts.learn_F:
             F = x[:, i : i + D * D].reshape(B, D, D)

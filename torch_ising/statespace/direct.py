@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from .covariance import DENSE
 from .filter import _spd_inverse, predict
 from .observation import ObservationModel
 from .records import StateSpaceParams
@@ -52,7 +53,7 @@ def mll_with_grad(
         if t == 0:
             tp, Wp = params.mu, params.Sigma
         else:
-            tp, Wp = predict(theta_prev, W_prev, params, None if u is None else u[:, t], False)
+            tp, Wp = predict(theta_prev, W_prev, params, None if u is None else u[:, t], DENSE)
         Lp = torch.linalg.cholesky(Wp)
         P = _spd_inverse(Wp)
         with torch.no_grad():

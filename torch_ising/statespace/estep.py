@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from .covariance import Covariance, covariance_of
 from .filter import laplace_filter
 from .joint import joint_e_step
 from .joint_diagonal import joint_diagonal_e_step
@@ -37,14 +38,14 @@ def _filter_e_step(obs, params, *, u, theta_init, newton_tol, map_method) -> ESt
 def _joint_e_step(obs, params, *, u, theta_init, newton_tol, map_method) -> EStep:
     if map_method != "newton":
         raise ValueError("estep='joint' uses its own Newton search; map_method='cg' needs estep='filter'")
-    run = joint_diagonal_e_step if obs.diagonal else joint_e_step
+    run = joint_diagonal_e_step if covariance_of(obs).diagonal else joint_e_step
     if any(t is not None and t.requires_grad for t in params):
         return EStep(*run(obs, params, u=u, theta_init=theta_init, tol=newton_tol))
     # no derivative flows through the E-step: inference mode skips autograd's bookkeeping,
     # which is a large part of the cost of the many small tensor operations at small N
     with torch.inference_mode():
         filt, smooth, mll = run(obs, params, u=u, theta_init=theta_init, tol=newton_tol)
-    smooth = SmootherResult(*(None if t is None else t.clone() for t in smooth))
+    smooth = SmootherResult(*(t.clone() if isinstance(t, torch.Tensor) else t for t in smooth))
     return EStep(filt, smooth, mll.clone())
 
 
@@ -69,7 +70,7 @@ def check_estep(estep: str, needs_filter: str = "") -> None:
         raise ValueError(f"{needs_filter} is defined through the filter's marginal likelihood: use estep='filter'")
 
 
-def default_estep(joint_default: bool, learn_F: bool, diagonal: bool, map_method: str, learn_U: bool = False) -> str:
+def default_estep(joint_default: bool, learn_F: bool, cov: Covariance, map_method: str, learn_U: bool = False) -> str:
     """The E-step ``fit`` uses when none is given.
 
     "joint" when the stopping rule prefers it (:attr:`.stopping.StopRule.joint_default`, the
@@ -77,9 +78,9 @@ def default_estep(joint_default: bool, learn_F: bool, diagonal: bool, map_method
     Newton mode search; "filter" otherwise: ``stop="ssll"`` and ``stop="em"`` exist to
     reproduce the published numbers, ``stop="mll"``, a learned F and a learned U maximise the
     filter's l directly, and the approximate (diagonal) methods and ``map_method="cg"`` run
-    through the filter.
+    through the filter. ``cov`` is the fit's covariance structure (:mod:`.covariance`).
     """
-    if joint_default and not (learn_F or learn_U or diagonal) and map_method == "newton":
+    if joint_default and not (learn_F or learn_U or cov.diagonal) and map_method == "newton":
         return "joint"
     return "filter"
 
@@ -125,5 +126,6 @@ def select_estep(mask: torch.Tensor, a: EStep, b: EStep) -> EStep:
 
     pairs = zip(a.filt, b.filt, strict=True)
     filt = type(a.filt)(*(pick(x, y) if isinstance(x, torch.Tensor) else x for x, y in pairs))
-    smooth = type(a.smooth)(*(None if x is None else pick(x, y) for x, y in zip(a.smooth, b.smooth, strict=True)))
+    pairs = zip(a.smooth, b.smooth, strict=True)
+    smooth = type(a.smooth)(*(pick(x, y) if isinstance(x, torch.Tensor) else x for x, y in pairs))
     return EStep(filt, smooth, pick(a.mll, b.mll))

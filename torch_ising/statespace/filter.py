@@ -32,6 +32,7 @@ from __future__ import annotations
 import torch
 
 from ..optim import MODE_SEARCHES
+from .covariance import DENSE, Covariance, covariance_of
 from .observation import ObservationModel
 from .records import FilterResult, StateSpaceParams
 
@@ -47,24 +48,20 @@ MAP_METHODS = ("newton", "cg")
 _FILTER_STOPPING = {"newton": True, "cg": False}
 
 
-def check_map_method(map_method: str, diagonal: bool) -> None:
-    """Raise ValueError unless ``map_method`` is one of :data:`MAP_METHODS` and fits the covariances."""
+def check_map_method(map_method: str, cov: Covariance) -> None:
+    """Raise ValueError unless ``map_method`` is one of :data:`MAP_METHODS` and fits the covariances ``cov``."""
     if map_method not in MAP_METHODS:
         raise ValueError(f"map_method must be one of {MAP_METHODS}, got {map_method!r}")
-    if map_method == "cg" and diagonal:
+    if map_method == "cg" and cov.diagonal:
         raise ValueError(
             "map_method='cg' (the published conjugate gradient) needs full covariances (method='exact'); "
             "approximate methods keep them diagonal"
         )
 
 
-def _sym(W: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (W + W.transpose(-1, -2))
-
-
 def _spd_inverse(W: torch.Tensor) -> torch.Tensor:
-    """Inverse of a batch of symmetric positive-definite matrices by Cholesky."""
-    return _sym(torch.cholesky_inverse(torch.linalg.cholesky(W)))
+    """Inverse of a batch of symmetric positive-definite matrices by Cholesky (:meth:`.Dense.inverse`)."""
+    return DENSE.inverse(W)
 
 
 def predict(
@@ -72,33 +69,27 @@ def predict(
     W_prev: torch.Tensor,
     params: StateSpaceParams,
     u_t: torch.Tensor | None,
-    diagonal: bool,
+    cov: Covariance,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One prediction step: (F theta + U u_t, F W F^T + Q)."""
-    F, Q = params.F, params.Q
-    if diagonal:
-        theta_p = F * theta_prev
-        W_p = F * W_prev * F + Q
-    else:
-        theta_p = (F @ theta_prev.unsqueeze(-1)).squeeze(-1)
-        W_p = _sym(F @ W_prev @ F.transpose(-1, -2) + Q)
+    """One prediction step: (F theta + U u_t, F W F^T + Q), with covariances of structure ``cov``."""
+    theta_p, W_p = cov.predict(theta_prev, W_prev, params.F, params.Q)
     if params.U is not None and u_t is not None:
         theta_p = theta_p + (params.U @ u_t.unsqueeze(-1)).squeeze(-1)
     return theta_p, W_p
 
 
-def _predictor(params: StateSpaceParams, diagonal: bool):
+def _predictor(params: StateSpaceParams, cov: Covariance):
     """:func:`predict` for this filter run; with F = I and an exactly symmetric Q, (theta, W + Q) directly.
 
     That shortcut gives the same numbers as :func:`predict` (I W I^T = W exactly, and W + Q is then
     exactly symmetric, since every W_{t|t} is), with one tensor call instead of about ten.
     """
     F, Q = params.F, params.Q
-    if diagonal or params.U is not None:
-        return lambda theta, W, u_t: predict(theta, W, params, u_t, diagonal)
+    if cov.diagonal or params.U is not None:
+        return lambda theta, W, u_t: predict(theta, W, params, u_t, cov)
     eye = torch.eye(F.shape[-1], dtype=F.dtype, device=F.device)
     if not (torch.equal(F, eye.expand_as(F)) and torch.equal(Q, Q.transpose(-1, -2))):
-        return lambda theta, W, u_t: predict(theta, W, params, u_t, diagonal)
+        return lambda theta, W, u_t: predict(theta, W, params, u_t, cov)
     return lambda theta, W, u_t: (theta, W + Q)
 
 
@@ -128,11 +119,12 @@ def laplace_filter(
             its own tolerance 1e-4 replaces ``tol``; full covariances only).
 
     Returns:
-        :class:`FilterResult`.
+        :class:`FilterResult`, with the covariance structure of ``obs`` (:func:`.covariance.covariance_of`).
     """
     T = obs.T
-    diagonal = obs.diagonal
-    check_map_method(map_method, diagonal)
+    cov = covariance_of(obs)
+    diagonal = cov.diagonal
+    check_map_method(map_method, cov)
     search = MODE_SEARCHES[map_method]
     stopping = {"tol": tol, "max_iter": max_newton} if _FILTER_STOPPING[map_method] else {}
     theta_f: list[torch.Tensor] = []
@@ -147,13 +139,13 @@ def laplace_filter(
     R_scale = obs.R_scale
     scale = obs.R if R_scale is None else R_scale[:, None]  # the tolerance's scale, per data set with masks
     bin_posterior = None if diagonal else obs.bin_posterior
-    step = _predictor(params, diagonal)
+    step = _predictor(params, cov)
     for t in range(T):
         if t == 0:
             tp, Wp = params.mu, params.Sigma
         else:
             tp, Wp = step(theta_f[-1], sigma_f[-1], None if u is None else u[:, t])
-        P = 1.0 / Wp if diagonal else _spd_inverse(Wp)
+        P = cov.inverse(Wp)
         a = None if score_scale is None else score_scale(tp, t)
         Pm = P if a is None else P / a  # the prior precision of the mode search
 
@@ -163,7 +155,7 @@ def laplace_filter(
             def objective(th: torch.Tensor, t: int = t, tp: torch.Tensor = tp, P: torch.Tensor = Pm):
                 v, g, H = obs.value_grad_hess(th, t)
                 diff = th - tp
-                Pd = P * diff if diagonal else (P @ diff.unsqueeze(-1)).squeeze(-1)
+                Pd = cov.matvec(P, diff)
                 return v - 0.5 * (diff * Pd).sum(-1), g - Pd, H - P
 
         x0 = tp if theta_init is None else theta_init[:, t]
@@ -182,6 +174,6 @@ def laplace_filter(
         theta_f.append(res.x)
         theta_p.append(tp)
         sigma_p.append(Wp)
-        sigma_f.append(1.0 / prec if diagonal else _spd_inverse(prec))
+        sigma_f.append(cov.inverse(prec))
     stack = [torch.stack(v, dim=1) for v in (theta_f, sigma_f, theta_p, sigma_p)]
-    return FilterResult(*stack, iters, converged)
+    return FilterResult(*stack, iters, converged, cov)

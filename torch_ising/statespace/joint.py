@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 import torch
 
-from .filter import _sym
+from .covariance import DENSE, _sym
 from .observation import ObservationModel
 from .records import FilterResult, SmootherResult, StateSpaceParams
 
@@ -494,8 +494,8 @@ def joint_e_step(
     converged = bool(small(g, x).all())
     sol = solve(prior.diag - Hobs, prior.lower, g, want_cov=True)
     mll = f - 0.5 * sol.logdet + (prior.const + 0.5 * T * D * math.log(2 * math.pi)) - _prior_offset(prior, params)
-    filt = FilterResult(None, None, None, None, it, converged)
-    return filt, SmootherResult(x, sol.cov, None, sol.lag_one), mll
+    filt = FilterResult(None, None, None, None, it, converged, DENSE)
+    return filt, SmootherResult(x, sol.cov, None, sol.lag_one, DENSE), mll
 
 
 def filtered_from_joint(
@@ -543,4 +543,4 @@ def filtered_from_joint(
         Wf = 0.5 * (Wf + Wf.transpose(-1, -2))
         theta_f[:, t] = tp + _mv(Wf, b[:, t] - _mv(Gobs[:, t], tp))
         theta_p[:, t], sigma_p[:, t], sigma_f[:, t] = tp, Wp, Wf
-    return FilterResult(theta_f, sigma_f, theta_p, sigma_p, 0, True)
+    return FilterResult(theta_f, sigma_f, theta_p, sigma_p, 0, True, DENSE)

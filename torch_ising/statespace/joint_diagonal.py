@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 import torch
 
+from .covariance import DIAGONAL
 from .joint import backtrack
 from .observation import ObservationModel
 from .records import FilterResult, SmootherResult, StateSpaceParams
@@ -343,8 +344,8 @@ def joint_diagonal_e_step(
     ll = (marginal_ll(x) if marginal_ll is not None else obs.log_lik_all(x)).sum(-1)
     quad = (diff * tri_matvec(prior.d, prior.e, diff)).sum((-1, -2))
     mll = ll - 0.5 * quad + 0.5 * prior.logdet - 0.5 * fac.logdet.sum(-1)
-    filt = FilterResult(None, None, None, None, it, converged)
-    return filt, SmootherResult(x, var, None, lag), mll
+    filt = FilterResult(None, None, None, None, it, converged, DIAGONAL)
+    return filt, SmootherResult(x, var, None, lag, DIAGONAL), mll
 
 
 def filtered_from_joint_diagonal(
@@ -374,4 +375,4 @@ def filtered_from_joint_diagonal(
         Wf = Wp / (1.0 + Wp * G[:, t])
         theta_f[:, t] = tp + Wf * (b[:, t] - G[:, t] * tp)
         theta_p[:, t], sigma_p[:, t], sigma_f[:, t] = tp, Wp, Wf
-    return FilterResult(theta_f, sigma_f, theta_p, sigma_p, 0, True)
+    return FilterResult(theta_f, sigma_f, theta_p, sigma_p, 0, True, DIAGONAL)

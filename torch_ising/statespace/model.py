@@ -24,6 +24,7 @@ from .._validation import (
 )
 from .._warnings import user_stacklevel
 from ..basis import subsets
+from .covariance import covariance_of
 from .em import run_em
 from .estep import check_estep, default_estep
 from .filter import check_map_method
@@ -280,7 +281,8 @@ def fit(
     if m is not None:
         opts_m["trial_mask"] = m  # (B, T, R) of the observed trials, for models that sum over trials
     obs = build_obs(y, R_eff if R_t is None else R_t, N, order, x, **opts_m)
-    diag = obs.diagonal
+    cov = covariance_of(obs)  # the covariance structure of the whole fit
+    diag = cov.diagonal
     named_form = {} if q_form is None else {"q_form": q_form}
     if q_form is not None:
         state_cov = in_form(state_cov, q_form, N, D)
@@ -313,10 +315,10 @@ def fit(
     if on_state is not None:
         on_state = _with_fingerprint(on_state, fingerprint)
     if map_method is None:
-        map_method = rule.default_map_method(diag)
-    check_map_method(map_method, diag)
+        map_method = rule.default_map_method(cov)
+    check_map_method(map_method, cov)
     if estep is None:
-        estep = default_estep(rule.joint_default, learn_F, diag, map_method, learn_U=u_t is not None)
+        estep = default_estep(rule.joint_default, learn_F, cov, map_method, learn_U=u_t is not None)
     check_estep(estep, rule.needs_filter(learn_F))
     # the published library starts its first conjugate-gradient searches from theta = 0
     theta_init = torch.zeros(B, T, D, dtype=dtype, device=dev) if map_method == "cg" else None
@@ -359,7 +361,7 @@ def fit(
     es = out.estep
     if estep == "joint":
         with torch.inference_mode():
-            if diag:
+            if cov.diagonal:
                 filt = filtered_from_joint_diagonal(obs, out.params, es.smooth.theta_s)
             else:
                 filt = filtered_from_joint(obs, out.params, es.smooth.theta_s, u_t)

@@ -40,7 +40,7 @@ def m_step(
     """One M-step.
 
     Args:
-        smooth: the smoother's output (B, T, ...).
+        smooth: the smoother's output (B, T, ...); its ``cov`` says whether the covariances are diagonal.
         params: the current hyperparameters.
         q_form: a key of :data:`.qforms.Q_FORMS`: "scalar", "diag", "full" or "two".
         N: number of neurons (for the two-value form).
@@ -58,8 +58,7 @@ def m_step(
     mu = m[:, 0].clone() if mu_fixed is None else torch.where(mu_fixed, params.mu, m[:, 0])
     if T < 2:
         return params._replace(mu=mu)
-    diagonal = W.ndim == 3
-    if diagonal:
+    if smooth.cov.diagonal:
         return _m_step_diag(smooth, params, mu, q_form, N, learn_Q)
     F, U = params.F, params.U
     m0, m1 = m[:, :-1], m[:, 1:]

@@ -20,6 +20,7 @@ import torch
 
 from .._validation import as_tensor, check_N_order, n_params
 from ..basis import sufficient_stats
+from .covariance import DENSE
 from .filter import laplace_filter, predict
 from .observation import ExactIsing
 from .records import StateSpaceParams
@@ -96,7 +97,7 @@ class OnlineFilter:
                 if u_t is None:
                     raise ValueError("u_t is required: the model has an input gain U")
                 u = as_tensor(u_t, dtype=torch.float64).reshape(1, -1)
-            tp, Wp = predict(self.theta, self.W, p, u, diagonal=False)
+            tp, Wp = predict(self.theta, self.W, p, u, DENSE)
         obs = ExactIsing(y[:, None], R, self.N, self.order)
         with torch.no_grad():
             filt = laplace_filter(obs, StateSpaceParams(tp, Wp, p.Q, p.F, None), tol=self.tol)

@@ -12,6 +12,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from .covariance import Covariance
+
 
 class StateSpaceParams(NamedTuple):
     """Hyperparameters of the state-space model.
@@ -43,6 +45,7 @@ class FilterResult(NamedTuple):
         sigma_p: predicted covariances W_{t|t-1}, shape (B, T, D, D) (or (B, T, D)).
         newton_iterations: Newton iterations summed over bins.
         converged: whether every mode search met its tolerance.
+        cov: the structure of the covariances (:data:`.covariance.DENSE` or :data:`.covariance.DIAGONAL`).
     """
 
     theta_f: torch.Tensor
@@ -51,6 +54,7 @@ class FilterResult(NamedTuple):
     sigma_p: torch.Tensor
     newton_iterations: int
     converged: bool
+    cov: Covariance
 
 
 class SmootherResult(NamedTuple):
@@ -61,12 +65,14 @@ class SmootherResult(NamedTuple):
         sigma_s: smoothed covariances W_{t|T}, shape (B, T, D, D) (or (B, T, D)).
         gain: smoother gains A_t = W_{t|t} F^T W_{t+1|t}^{-1}, shape (B, T-1, D, D) (or (B, T-1, D)).
         lag_one: Cov(theta_{t+1}, theta_t | all data) = W_{t+1|T} A_t^T, shape (B, T-1, D, D) (or (B, T-1, D)).
+        cov: the structure of the covariances, gains and lag-one covariances (that of the filter).
     """
 
     theta_s: torch.Tensor
     sigma_s: torch.Tensor
     gain: torch.Tensor
     lag_one: torch.Tensor
+    cov: Covariance
 
 
 class EStep(NamedTuple):

@@ -22,26 +22,20 @@ def smoother(filt: FilterResult, params: StateSpaceParams) -> SmootherResult:
     """Smoothed means, covariances, gains and lag-one covariances.
 
     Args:
-        filt: the filter's output.
+        filt: the filter's output (its ``cov`` is the structure of the covariances).
         params: the hyperparameters used by the filter (F is needed).
 
     Returns:
-        :class:`SmootherResult`.
+        :class:`SmootherResult`, with the filter's covariance structure.
     """
     theta_f, sigma_f, theta_p, sigma_p = filt.theta_f, filt.sigma_f, filt.theta_p, filt.sigma_p
+    cov = filt.cov
     B, T, D = theta_f.shape
-    diagonal = sigma_f.ndim == 3
     if T == 1:
         empty = sigma_f[:, :0]
-        return SmootherResult(theta_f.clone(), sigma_f.clone(), empty, empty)
-    F = params.F
-    if diagonal:
-        gain = sigma_f[:, :-1] * F[:, None] / sigma_p[:, 1:]
-    else:
-        # A_t^T = W_{t+1|t}^{-1} F W_{t|t}  (all matrices symmetric)
-        L = torch.linalg.cholesky(sigma_p[:, 1:])
-        rhs = F[:, None] @ sigma_f[:, :-1]
-        gain = torch.cholesky_solve(rhs, L).transpose(-1, -2)
+        return SmootherResult(theta_f.clone(), sigma_f.clone(), empty, empty, cov)
+    # A_t = W_{t|t} F^T W_{t+1|t}^{-1} for all t at once
+    gain = cov.smoother_gain(sigma_f[:, :-1], params.F[:, None], sigma_p[:, 1:])
     # the backward recursion on per-bin views (unbind once; no per-step indexing of the big tensors)
     m_f, W_f, m_p, W_p, A_all = (
         theta_f.unbind(1),
@@ -57,17 +51,9 @@ def smoother(filt: FilterResult, params: StateSpaceParams) -> SmootherResult:
         A = A_all[t]
         dm = m_s[t + 1] - m_p[t + 1]
         dW = W_s[t + 1] - W_p[t + 1]
-        if diagonal:
-            m_s[t] = m_f[t] + A * dm
-            W_s[t] = W_f[t] + A * dW * A
-        else:
-            m_s[t] = m_f[t] + (A @ dm.unsqueeze(-1)).squeeze(-1)
-            W = W_f[t] + A @ dW @ A.transpose(-1, -2)
-            W_s[t] = 0.5 * (W + W.transpose(-1, -2))
+        m_s[t] = m_f[t] + cov.matvec(A, dm)
+        W_s[t] = cov.propagate(A, dW, W_f[t])  # W_{t|t} + A_t dW A_t^T
     theta_s = torch.stack(m_s, 1)
     sigma_s = torch.stack(W_s, 1)
-    if diagonal:
-        lag_one = sigma_s[:, 1:] * gain
-    else:
-        lag_one = sigma_s[:, 1:] @ gain.transpose(-1, -2)
-    return SmootherResult(theta_s, sigma_s, gain, lag_one)
+    lag_one = cov.matmul_t(sigma_s[:, 1:], gain)
+    return SmootherResult(theta_s, sigma_s, gain, lag_one, cov)

@@ -43,6 +43,7 @@ import torch
 from ..optim.anderson import anderson_extrapolate
 from ..optim.bfgs import bfgs_maximise
 from .coords import Coords
+from .covariance import Covariance
 from .direct import mll_with_grad
 from .estep import select_estep, select_params
 from .filter import laplace_filter
@@ -160,7 +161,7 @@ def _fixed_point(depth: int) -> Callable[[EMLoop, StateSpaceParams, EStep, torch
     """EM to its fixed point x = EM(x), Anderson-accelerated with ``depth`` > 0, plain with 0."""
 
     def run(loop: EMLoop, params: StateSpaceParams, es: EStep, converged: torch.Tensor) -> RuleOutcome:
-        coords = Coords(params, loop.opts, loop.obs.diagonal)
+        coords = Coords(params, loop.opts, es.filt.cov)
         x0 = coords.to_vec(params)
         opts = loop.opts._replace(depth=depth)
         x0, es, converged, it = _anderson(es, x0, coords, opts, loop.M, loop.E, loop.report, loop.start, loop.resume)
@@ -175,7 +176,7 @@ def _direct(loop: EMLoop, params: StateSpaceParams, es: EStep, converged: torch.
 
     A resumed run starts BFGS afresh from the checkpoint (its curvature memory is not kept).
     """
-    coords = Coords(params, loop.opts, loop.obs.diagonal)
+    coords = Coords(params, loop.opts, es.filt.cov)
     x0 = coords.to_vec(params)
     opts = loop.opts._replace(max_iter=loop.opts.max_iter - loop.start)
     x0, es, converged, n_fun, stopped = _maximise_mll(
@@ -197,7 +198,7 @@ def _converged(loop: EMLoop, params: StateSpaceParams, es: EStep, converged: tor
     """
     opts = loop.opts
     learned_gain = opts.learn_F or (params.U is not None and loop.u is not None and opts.estep == "filter")
-    if learned_gain and not loop.obs.diagonal:
+    if learned_gain and not es.filt.cov.diagonal:
         return _direct(loop, params, es, converged)
     return _accelerated(loop, params, es, converged)
 
@@ -228,9 +229,9 @@ class StopRule:
     joint_default: bool = False
     filter_l: str = "never"
 
-    def default_map_method(self, diagonal: bool) -> str:
-        """The mode search when none is given: "cg" for a published rule with full covariances, else "newton"."""
-        return "cg" if self.published_search and not diagonal else "newton"
+    def default_map_method(self, cov: Covariance) -> str:
+        """The mode search when none is given: "cg" for a published rule with dense ``cov``, else "newton"."""
+        return "cg" if self.published_search and not cov.diagonal else "newton"
 
     def needs_filter(self, learn_F: bool) -> str:
         """Why the rule needs the filter's l (a phrase for an error message), or "" when it does not."""
@@ -297,8 +298,8 @@ def _anderson(
         return g_, g_ - x_
 
     def posterior_variance(es_: EStep) -> torch.Tensor:
-        W = es_.smooth.sigma_s
-        return (W if W.ndim == 3 else torch.diagonal(W, dim1=-2, dim2=-1)).mean((-1, -2))
+        smooth = es_.smooth
+        return smooth.cov.diag(smooth.sigma_s).mean((-1, -2))
 
     f_prev = g_prev = None
     if resume is not None and resume.x is not None:
