@@ -54,36 +54,34 @@ class _Fisher(torch.autograd.Function):
         return g, None, None, None
 
 
-class _Expectation(torch.autograd.Function):
-    """eta(theta) from cached moments; d eta / d theta = G."""
+class _FromMoments(torch.autograd.Function):
+    """A moment of theta already computed (``value``), with the model and moments kept for backward."""
 
     @staticmethod
-    def forward(ctx, theta: torch.Tensor, model: Ising, mo: _m.Moments) -> torch.Tensor:
+    def forward(ctx, theta: torch.Tensor, model: Ising, mo: _m.Moments, value: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(theta)
         ctx.model, ctx.mo = model, mo
-        return mo.eta.clone()
+        return value.clone()
+
+
+class _Expectation(_FromMoments):
+    """eta(theta) from cached moments; d eta / d theta = G."""
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (theta,) = ctx.saved_tensors
         G = ctx.model._fisher_of(theta, ctx.mo)
-        return (grad.unsqueeze(-2) @ G).squeeze(-2), None, None
+        return (grad.unsqueeze(-2) @ G).squeeze(-2), None, None, None
 
 
-class _LogPartition(torch.autograd.Function):
+class _LogPartition(_FromMoments):
     """psi(theta) from cached moments; d psi / d theta = eta."""
-
-    @staticmethod
-    def forward(ctx, theta: torch.Tensor, model: Ising, mo: _m.Moments) -> torch.Tensor:
-        ctx.save_for_backward(theta)
-        ctx.model, ctx.mo = model, mo
-        return mo.psi.clone()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (theta,) = ctx.saved_tensors
-        eta = _Expectation.apply(theta, ctx.model, ctx.mo) if torch.is_grad_enabled() else ctx.mo.eta
-        return grad.unsqueeze(-1) * eta, None, None
+        eta = _Expectation.apply(theta, ctx.model, ctx.mo, ctx.mo.eta) if torch.is_grad_enabled() else ctx.mo.eta
+        return grad.unsqueeze(-1) * eta, None, None, None
 
 
 class Ising(nn.Module):
@@ -179,7 +177,7 @@ class Ising(nn.Module):
     def psi(self) -> torch.Tensor:
         """Log-partition psi(theta) = log sum_x exp(theta . F(x)), shape batch_shape. Differentiable."""
         mo = self._moments(with_fisher=False)
-        return _LogPartition.apply(self.theta, self, mo) if self._tracked() else mo.psi.clone()
+        return _LogPartition.apply(self.theta, self, mo, mo.psi) if self._tracked() else mo.psi.clone()
 
     def forward(self) -> torch.Tensor:
         """Same as :meth:`psi`."""
@@ -201,7 +199,7 @@ class Ising(nn.Module):
     def expectation(self) -> torch.Tensor:
         """eta = E[F(x)] = grad psi, shape batch_shape + (D,). Differentiable."""
         mo = self._moments(with_fisher=False)
-        return _Expectation.apply(self.theta, self, mo) if self._tracked() else mo.eta.clone()
+        return _Expectation.apply(self.theta, self, mo, mo.eta) if self._tracked() else mo.eta.clone()
 
     def fisher(self) -> torch.Tensor:
         """Fisher information G = Cov[F(x)] = hess psi, shape batch_shape + (D, D). Differentiable."""
