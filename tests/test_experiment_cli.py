@@ -223,8 +223,10 @@ cli.main()
         [],
         # plain EM with tol=0: every run takes exactly max_iter iterations
         ["fit.stop=em", "fit.tol=0"],
+        # the published rule: its history opens with the initial E-step's l as well
+        ["fit.stop=ssll", "fit.tol=0"],
     ],
-    ids=["converged", "em"],
+    ids=["converged", "em", "ssll"],
 )
 def test_sigterm_leaves_no_results_and_resume_reproduces_the_fit(tmp_path, rule):
     common = [*SMALL, *rule, "fit.max_iter=12", "fit.checkpoint_every=2"]

@@ -153,7 +153,7 @@ class _Checkpointer:
             self.written += 1
 
 
-def _load_resume_state(path: Path, meta: Mapping[str, Any], fit_stop: str = "") -> tuple[Any, int, list[float]]:
+def _load_resume_state(path: Path, meta: Mapping[str, Any]) -> tuple[Any, int, list[float]]:
     import torch
 
     from ..statespace import EMState, StateSpaceParams
@@ -180,7 +180,7 @@ def _load_resume_state(path: Path, meta: Mapping[str, Any], fit_stop: str = "") 
     params = StateSpaceParams(*(tensor(n) for n in PARAM_FIELDS))
     fingerprint = arrays.get("fingerprint")
     state = EMState(iteration, params, *(tensor(n) for n in STATE_FIELDS), fingerprint=fingerprint)
-    if saved.get("history_from") != "initial E-step" and fit_stop != "ssll":
+    if saved.get("history_from") != "initial E-step":
         print(
             f"{_PROG}: note: checkpoint {path} was written by an older torch-ising; mll_list will lack the l of "
             "the initial E-step",
@@ -445,13 +445,13 @@ def _run_experiment(cfg: DictConfig, output_dir: Path, overrides: Sequence[str] 
     resume, start, history = None, 0, []
     if fit_cfg.resume:
         if ckpt_path.is_file():
-            resume, start, history = _load_resume_state(ckpt_path, meta, fit_cfg.stop)
+            resume, start, history = _load_resume_state(ckpt_path, meta)
             print(f"{_PROG}: resuming from {ckpt_path} (EM iteration {start})", flush=True)
         else:
             print(f"{_PROG}: fit.resume=true but there is no checkpoint at {ckpt_path}; starting afresh", flush=True)
-    if fit_cfg.checkpoint_every and resume is None and fit_cfg.stop != "ssll":
-        # l of the initial E-step opens the l history (the fit's mll_list[0]); one E-step computes it, so that a
-        # resumed run's history is the uninterrupted run's (the published rule records no initial entry)
+    if fit_cfg.checkpoint_every and resume is None:
+        # l of the initial E-step opens the l history (the fit's mll_list[0], under every stopping rule); one
+        # E-step computes it, so that a resumed run's history is the uninterrupted run's
         history = [float(fit(spikes, model_cfg.order, **{**kwargs, "progress": False}, mstep=False).mll)]
     meta["history_from"] = "initial E-step"
     checkpointer = _Checkpointer(ckpt_path, fit_cfg.checkpoint_every, start, history, meta)
