@@ -84,6 +84,11 @@ def test_run_experiment_writes_results_that_match_a_direct_fit(tmp_path):
     assert "surrogates" not in summary.to_dict() and summary.surrogates is None  # no analysis was asked for
     with pytest.raises(dataclasses.FrozenInstanceError):
         summary.mll = 0.0  # type: ignore[misc]
+    # nested mappings are read-only too, and round-trip through JSON
+    with_cv = cli.ExperimentSummary.from_dict({**summary.to_dict(), "cv_heldout_ll": {"1": -3.0, "2": -2.5}})
+    with pytest.raises(TypeError):
+        with_cv.cv_heldout_ll["2"] = 0.0  # type: ignore[index]
+    assert json.loads(json.dumps(with_cv.to_dict()))["cv_heldout_ll"] == {"1": -3.0, "2": -2.5}
     # 4 iterations do not reach the fixed point: the fit's warning is kept with the results
     assert not direct.converged and not summary.converged
     assert len(summary.warnings) == 1 and "max_iter=4" in summary.warnings[0]

@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+import types
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -276,8 +277,8 @@ class ExperimentSummary:
     """Folds of the cross-validation over orders (None: not run)."""
     cv_best_order: int | None = None
     """The order with the highest mean held-out log-likelihood."""
-    cv_heldout_ll: dict[str, float] | None = None
-    """Mean held-out log-likelihood of each order (keys: the orders as text)."""
+    cv_heldout_ll: Mapping[str, float] | None = None
+    """Mean held-out log-likelihood of each order (keys: the orders as text; a read-only mapping)."""
     results_file: str
     """The results file ("" when ``output.results`` is false)."""
     figures: tuple[str, ...]
@@ -296,6 +297,10 @@ class ExperimentSummary:
     )
     _SEQUENCES = ("overrides", "warnings", "data_notes", "unit_ids", "figures")
 
+    def __post_init__(self) -> None:
+        if self.cv_heldout_ll is not None:  # a frozen record holds no mutable dict
+            object.__setattr__(self, "cv_heldout_ll", types.MappingProxyType(dict(self.cv_heldout_ll)))
+
     def to_dict(self) -> dict[str, Any]:
         """The summary as ``summary.json`` holds it: lists for the sequences, unset optional fields left out."""
         out: dict[str, Any] = {}
@@ -303,7 +308,11 @@ class ExperimentSummary:
             value = getattr(self, f.name)
             if f.name in self._OPTIONAL and value is None:
                 continue
-            out[f.name] = list(value) if f.name in self._SEQUENCES else value
+            if f.name in self._SEQUENCES:
+                value = list(value)
+            elif isinstance(value, types.MappingProxyType):
+                value = dict(value)
+            out[f.name] = value
         return out
 
     @classmethod
