@@ -144,3 +144,52 @@ def test_bad_input():
         tap(torch.zeros(10), 4, 2, pairs="cavity")
     with pytest.raises(ValueError, match="floating"):
         tap(torch.zeros(10, dtype=torch.int64), 4, 2)
+
+
+def _old_damping_rule(h, J, max_iter=2000, lam=0.5):
+    """The damped iteration with the damping raised only where the residual grew (>), in numpy, one vector."""
+    m = 1 / (1 + np.exp(-h))
+    prev, res = np.inf, np.inf
+    history = []
+    for _ in range(max_iter):
+        v = m * (1 - m)
+        new = 1 / (1 + np.exp(-(h + J @ m + (0.5 - m) * ((J * J) @ v))))
+        res = np.abs(new - m).max()
+        history.append(res)
+        if res > prev:
+            lam = min(0.5 * (1 + lam), 0.99)
+        prev = res
+        m = lam * m + (1 - lam) * new
+    return np.array(history)
+
+
+def test_period_two_cycle_is_broken_by_raising_the_damping(device):
+    """N = 2, |J| ~ 11: the old rule (raise the damping only where the residual grew) falls into an exact
+    period-2 cycle whose residual repeats (0.1999 for all 2000 iterations), so the damping never rose;
+    the rule that raises it where the residual does not fall converges. Checked against the TAP equations
+    m_i = sigmoid(h_i + J_ij m_j + (1/2 - m_i) J_ij^2 m_j (1 - m_j)), written out for two neurons."""
+    h = np.array([0.02841135903783095, -1.861291552134082])
+    J12 = -10.941985897786243
+    J = np.array([[0.0, J12], [J12, 0.0]])
+    old = _old_damping_rule(h, J)
+    assert old[-1] > 0.15 and np.ptp(old[-100:]) < 1e-12  # stuck: the same residual every iteration
+
+    a = tap(torch.tensor([*h, J12], dtype=torch.float64, device=device), 2, 2, tol=1e-12)
+    assert bool(a.converged)
+    m0, m1 = (float(v) for v in a.eta[:2])
+
+    def sig(z):
+        return 1 / (1 + np.exp(-z))
+
+    r0 = sig(h[0] + J12 * m1 + (0.5 - m0) * J12**2 * m1 * (1 - m1)) - m0
+    r1 = sig(h[1] + J12 * m0 + (0.5 - m1) * J12**2 * m0 * (1 - m0)) - m1
+    assert max(abs(r0), abs(r1)) < 1e-11
+    # the pair moment: linear response, A = diag(1/v_i + J^2 v_j) - J - 1/2 J^2 (1 - 2 m_i)(1 - 2 m_j)
+    v0, v1 = m0 * (1 - m0), m1 * (1 - m1)
+    A = np.array(
+        [
+            [1 / v0 + J12**2 * v1, -J12 - 0.5 * J12**2 * (1 - 2 * m0) * (1 - 2 * m1)],
+            [-J12 - 0.5 * J12**2 * (1 - 2 * m0) * (1 - 2 * m1), 1 / v1 + J12**2 * v0],
+        ]
+    )
+    assert abs(float(a.eta[2]) - (m0 * m1 + np.linalg.inv(A)[0, 1])) < 1e-10

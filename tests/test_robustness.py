@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import mpmath
 import numpy as np
@@ -115,6 +116,29 @@ def test_fit_with_silent_and_always_firing_neurons_has_finite_thermodynamics():
     for name in ("S_ratio", "S1", "dkl", "multi_information"):
         iv = ci[name]
         assert bool(torch.isfinite(iv.lower).all() & torch.isfinite(iv.upper).all()), name
+
+
+def test_always_firing_neuron_pseudo_tap_fit_converges():
+    """The probe that hung (1009 s): neuron 1 fires in every trial, method="pseudo", eta_method="tap".
+
+    Three causes, each fixed: TAP fell into an exact period-2 cycle once |J| reached ~11 (the damping
+    rose only where the residual grew); the statistics 01, 12, 13 had no finite estimate but were learned,
+    so |J| kept growing; and the accelerated rule rejected the steps that lower the pseudo scheme's
+    approximate l (which plain EM lowers too). Now it converges, every TAP solve with it, and mu stays at
+    theta_o = 0 for every statistic that contains neuron 1 (hand list, N = 4 pairwise order)."""
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(30, 5, 4, generator=g) < 0.3).double()
+    x[..., 1] = 1
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        r = ti.fit(x, 2, progress=False, method="pseudo", eta_method="tap", max_iter=60)
+    assert not [w for w in record if issubclass(w.category, ti.approx.ApproximationWarning)]
+    assert [w for w in record if "theta(1,3): neuron 1 fires in every trial of every bin" in str(w.message)]
+    assert r.converged and r.iterations < 60
+    assert bool(torch.isfinite(r.theta_s).all())
+    held = [1, 4, 7, 8]  # theta_1, theta_01, theta_12, theta_13
+    assert bool((r.mu[held] == 0.0).all())
+    assert bool((r.mu[[0, 2, 3, 5, 6, 9]] != 0.0).all())
 
 
 # --------------------------------------------------------------------------- NaN inputs and bad values

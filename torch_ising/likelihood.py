@@ -78,6 +78,7 @@ class ObservationModel:
         R: trials; the largest per-bin count, the scale of the mode searches' tolerance.
         diagonal: when True the filter keeps diagonal covariances (large D).
         separate_precision: when True the filtered covariance comes from :meth:`precision`.
+        ascends_mll: whether EM on this model ascends its l (the accelerated rule's l safeguard reads it).
         R_scale: per data set (B,) trials that scale the tolerance, or None (``R``).
         R_t: observed trials per bin (B, T), or None (``R`` in every bin).
         mode: the model's own mode search of a bin (diagonal covariances), or None.
@@ -107,6 +108,17 @@ class ObservationModel:
     precision G_t of :meth:`precision` instead, W_{t|t} = (G_t(theta_{t|t}) + W_{t|t-1}^{-1})^{-1}
     (e.g. a Fisher information where the mode is that of a pseudo-likelihood). With diagonal
     covariances it also enables :attr:`score_scale`.
+    """
+
+    ascends_mll: bool = True
+    """Whether EM on this model ascends the log marginal likelihood l it reports (up to the Laplace error).
+
+    True: a plain EM step raises l, so an accelerated step that lowers l by more than
+    :func:`torch_ising.statespace.stopping.mll_drop_tol` went astray, and the accelerated rule
+    replaces it by the plain EM step. False: EM is not an ascent method of this l (the
+    pseudo-likelihood scheme: its mode and covariance are not those of l, and plain EM lowers
+    l near its fixed point), so a fall of l says nothing about the step and the rule does not
+    test it; the residual tests remain.
     """
 
     R_scale: torch.Tensor | None = None

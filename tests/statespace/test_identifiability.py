@@ -1,5 +1,7 @@
 """Statistics with no finite estimate (issue 12): detected before the fit, warned about, held by the prior."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -80,10 +82,55 @@ def test_always_and_never_firing_neurons_are_named(device):
     assert "theta(0): neuron 0 never fires in any bin" in text
     assert "theta(1): neuron 1 fires in every trial of every bin" in text
     assert "theta(0,1): neurons 0 and 1 never fire together in any bin" in text
-    assert "theta(1,2)" not in text  # y_12 = y_2, observed and not 1 everywhere
+    # y_12 = y_2 in every bin since neuron 1 always fires: the data fix theta_12 + theta_2 but not the split,
+    # and l keeps rising along it (theta_1 -> +inf lets theta_12 -> -inf, theta_2 -> +inf), so theta_12 has
+    # no finite estimate either (issue 13; it is not 0 or 1 everywhere, which is why it was once missed)
+    assert "theta(1,2): neuron 1 fires in every trial of every bin, so y(1,2) = y(2)" in text
     assert r.converged and torch.isfinite(r.theta_s).all()
-    assert r.mu[0] == 0.0 and r.mu[1] == 0.0 and r.mu[3] == 0.0 and r.mu[4] == 0.0
+    assert r.mu[0] == 0.0 and r.mu[1] == 0.0 and r.mu[3] == 0.0 and r.mu[4] == 0.0 and r.mu[5] == 0.0
     assert r.mu[2] != 0.0
+
+
+# N = 3, order 3: the statistics that contain neuron 1, by hand (MODEL.md order 0, 1, 2, 01, 02, 12, 012)
+CONTAINS_1 = [1, 3, 5, 6]
+
+
+def _always_firing_1(T: int, R: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = (rng.random((T, R, 3)) < 0.4).astype(np.uint8)
+    x[..., 1] = 1
+    return x
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_always_firing_neuron_flags_every_statistic_that_contains_it(device, masked):
+    """Neuron 1 fires in every (observed) trial: y_S = y_{S minus 1} for every S containing 1, so all of them
+    (and only them) are held at theta_o, and theta_s no longer depends on tol (before: it ran off with tol)."""
+    x = _always_firing_1(T=8, R=20, seed=4)
+    kw = {"progress": False, "device": device, "theta_o": -0.5}
+    if masked:  # neuron 1 is silent in trials that the mask removes: only the observed trials count
+        x[2, :5, 1] = 0
+        x[5, 3, 1] = 0
+        kw["mask"] = torch.from_numpy(x[..., 1] == 1)
+    observed = x[x[..., 1] == 1]  # (trials, 3): every trial when not masked
+    y = sufficient_stats(observed[None], 3).squeeze(0)  # pooled over the observed trials of every bin
+    assert bool((y[1] == 1) & ((y > 0) & (y < 1))[[0, 2, 3, 4, 5, 6]].all())  # no other reason to flag them
+    fits = {}
+    for tol in (1e-5, 1e-7):
+        with pytest.warns(FitWarning) as record:
+            fits[tol] = fit(x, 3, tol=tol, **kw)
+        text = " ".join(str(w.message) for w in record)
+        assert "theta(1): neuron 1 fires in every trial of every bin" in text
+        for S, rest in (("0,1", "0"), ("1,2", "2"), ("0,1,2", "0,2")):
+            assert f"theta({S}): neuron 1 fires in every trial of every bin, so y({S}) = y({rest})" in text
+        named = set(re.findall(r"(?:^|; )theta\(([\d,]+)\):", text.split(". Their")[0]))
+        assert named == {"1", "0,1", "1,2", "0,1,2"}
+        r = fits[tol]
+        assert r.converged and torch.isfinite(r.theta_s).all()
+        held = torch.zeros(7, dtype=torch.bool)
+        held[CONTAINS_1] = True
+        assert bool((r.mu[held] == -0.5).all()) and bool((r.mu[~held] != -0.5).all())
+    assert (fits[1e-5].theta_s - fits[1e-7].theta_s).abs().max() < 1e-3
 
 
 def test_batch_names_the_data_sets_and_leaves_the_observed_ones_alone(device):

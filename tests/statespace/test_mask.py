@@ -383,12 +383,6 @@ def test_pseudo_mask_all_true():
     assert _max_diff(a, b) < 1e-12
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after the EM safeguard (issue 12) the masked and the dropped-trial pseudo fits differ by 4.2e-8 "
-    "(theta_s 1.8e-8, theta_f 2.2e-8, at the same 52 iterations): round-off of the weighted sums carried through "
-    "Newton-CG searches that stop anywhere below newton_tol; before that change they agreed to 3e-10",
-)
 def test_pseudo_mask_dropped_trials():
     _, spikes = _data(T=12, R=60, seed=17)
     trial_index = torch.arange(60)[None, :].expand(12, -1)

@@ -33,6 +33,7 @@ N, ORDER, T, R = 3, 2, 5, 20
 HOOK_DEFAULTS: dict[str, Any] = {
     "diagonal": False,
     "separate_precision": False,
+    "ascends_mll": True,
     "R_scale": None,
     "R_t": None,
     "mode": None,
@@ -85,10 +86,12 @@ def test_subclasses_override_their_hooks() -> None:
     exact = ExactIsing(y, R, N, ORDER)
     assert exact.bin_posterior is not None and exact.value_grad_hess_differentiable is not None
     assert exact.R_t is not None and exact.R_scale is None and exact.mode is None and not exact.separate_precision
+    assert exact.ascends_mll  # EM ascends the exact (Laplace) l: the accelerated rule's l safeguard applies
     pl = PseudoLikelihood(spikes, ORDER, eta_method="exact")
     for name in ("mode", "score_scale", "marginal_log_lik", "joint_terms", "precision_all", "score_scale_all"):
         assert callable(getattr(pl, name)), name
     assert pl.diagonal and pl.separate_precision and pl.bin_posterior is None
+    assert not pl.ascends_mll  # the pseudo scheme's EM does not ascend its approximate l (issue 13)
     assert supports_joint_diagonal(pl)
 
 

@@ -327,7 +327,12 @@ class PseudoLikelihood(ObservationModel):
         separate_precision: True with ``covariance="fisher"``: the filter takes
             the covariance from :meth:`precision`, not from the mode search's Hessian.
         calibrate: whether :meth:`score_scale` calibrates the mode search.
+        ascends_mll: False: EM of this scheme does not ascend the l it reports (its mode is the
+            pseudo-likelihood's, its covariance the approximate Fisher's; plain EM lowers l near
+            the fixed point), so the accelerated rule does not reject steps for lowering l.
     """
+
+    ascends_mll = False
 
     def __init__(
         self,

@@ -423,19 +423,45 @@ def _unidentifiable(
 
     A statistic S whose empirical value y_{t,S} is 0 in every bin t (its neurons
     never fire together) pushes l up without bound as theta_S -> -infinity; one
-    that is 1 in every bin, as theta_S -> +infinity. The M-step keeps mu_S at
-    theta_o for these, so the prior N(theta_o, sigma_o) bounds theta_S. Only the bins in ``observed``
+    that is 1 in every bin, as theta_S -> +infinity. A neuron j that fires in every
+    trial of every bin also leaves every other S that contains j without one: then
+    y_S = y_{S minus j} in every bin, so the data fix only theta_S + theta_{S minus j}
+    and l keeps rising along the split (theta_S -> -infinity, theta_{S minus j} -> +infinity,
+    as theta_j -> +infinity). The M-step keeps mu_S at theta_o for all of these, so the
+    prior N(theta_o, sigma_o) bounds theta_S. Only the bins in ``observed``
     (B, T) count, when given (a missing bin carries no y).
     """
     skip = torch.zeros_like(y, dtype=torch.bool) if observed is None else ~observed[..., None].expand_as(y)
     never = ((y == 0) | skip).all(1)
     always = ((y == 1) | skip).all(1)
     flagged = never | always
+    sets = subsets(N, order)
+    fires = always[:, :N].cpu()  # (B, N): the neurons that fire in every trial of every observed bin
+    split = torch.zeros_like(flagged)
+    if bool(fires.any()):
+        member = torch.zeros(len(sets), N, dtype=torch.bool)
+        for d, S in enumerate(sets):
+            member[d, list(S)] = True
+        split = (member[None] & fires[:, None]).any(-1).to(flagged.device) & ~flagged
+        flagged = flagged | split
     if not bool(flagged.any()):
         return None
     B = y.shape[0]
+
+    def where(idx: list[int]) -> str:
+        if B == 1 or len(idx) == B:
+            return ""
+        shown_sets = ", ".join(map(str, idx[:5])) + (", ..." if len(idx) > 5 else "")
+        return f" (data set{'s' if len(idx) > 1 else ''} {shown_sets})"
+
+    def label(S: tuple[int, ...]) -> str:
+        return ",".join(map(str, S))
+
+    def name(S: tuple[int, ...]) -> str:
+        return f"theta({label(S)})"
+
     names = []
-    for d, S in enumerate(subsets(N, order)):
+    for d, S in enumerate(sets):
         one = len(S) == 1
         who = f"neuron {S[0]}" if one else "neurons " + ", ".join(map(str, S[:-1])) + f" and {S[-1]}"
         verb = "fires" if one else "fire together"
@@ -443,14 +469,19 @@ def _unidentifiable(
             (f"never {verb} in any bin", never[:, d]),
             (f"{verb} in every trial of every bin", always[:, d]),
         ):
-            if not bool(mask.any()):
-                continue
-            where = ""
-            if B > 1 and not bool(mask.all()):
-                idx = mask.nonzero().flatten().tolist()
-                sets = ", ".join(map(str, idx[:5])) + (", ..." if len(idx) > 5 else "")
-                where = f" (data set{'s' if len(idx) > 1 else ''} {sets})"
-            names.append(f"theta({','.join(map(str, S))}): {who} {what}{where}")
+            if bool(mask.any()):
+                names.append(f"{name(S)}: {who} {what}{where(mask.nonzero().flatten().tolist())}")
+        if bool(split[:, d].any()):
+            by_members: dict[tuple[int, ...], list[int]] = {}
+            for b in split[:, d].nonzero().flatten().tolist():
+                by_members.setdefault(tuple(j for j in S if bool(fires[b, j])), []).append(b)
+            for js, idx in by_members.items():
+                rest = tuple(i for i in S if i not in js)
+                who_j = f"neuron {js[0]} fires" if len(js) == 1 else "neurons " + ", ".join(map(str, js)) + " fire"
+                names.append(
+                    f"{name(S)}: {who_j} in every trial of every bin, so y({label(S)}) = y({label(rest)}) and the data "
+                    f"fix only {name(S)} + {name(rest)}{where(idx)}"
+                )
     shown = "; ".join(names[:8]) + (f"; and {len(names) - 8} more" if len(names) > 8 else "")
     how = (
         "the fit holds their prior mean mu at theta_o (the M-step does not learn it for them)"

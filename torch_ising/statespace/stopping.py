@@ -10,7 +10,9 @@
   is then the boundary Q = 0).
   Safeguard: an extrapolated step that lowers l by more than ``mll_drop_tol(l)``
   (or lowers it at all while more than doubling the residual) is replaced by
-  the plain EM step.
+  the plain EM step. The first test applies only where EM ascends l
+  (``ObservationModel.ascends_mll``; not the pseudo-likelihood scheme, whose plain
+  EM steps lower its approximate l near the fixed point).
 * ``stop="converged"`` with a learned F or a learned input gain U: l is maximised
   directly (as ``stop="mll"``). Accelerated EM over the D^2 entries of F is
   unreliable, and with U the state-noise variance typically tends to 0, where the
@@ -164,7 +166,9 @@ def _fixed_point(depth: int) -> Callable[[EMLoop, StateSpaceParams, EStep, torch
         coords = Coords(params, loop.opts, es.filt.cov)
         x0 = coords.to_vec(params)
         opts = loop.opts._replace(depth=depth)
-        x0, es, converged, it = _anderson(es, x0, coords, opts, loop.M, loop.E, loop.report, loop.start, loop.resume)
+        x0, es, converged, it = _anderson(
+            es, x0, coords, opts, loop.M, loop.E, loop.report, loop.start, loop.resume, loop.obs.ascends_mll
+        )
         _finite(es)
         return RuleOutcome(coords.from_vec(x0), es, converged, it)
 
@@ -273,6 +277,7 @@ def _anderson(
     report,
     start: int = 0,
     resume: EMState | None = None,
+    ascends_mll: bool = True,
 ):
     """Anderson-accelerated EM (type II, depth ``opts.depth``) to the fixed point x = EM(x).
 
@@ -284,7 +289,10 @@ def _anderson(
     finite) the plain EM step x_{k+1} = EM(x_k) is taken and that data set's
     history is cleared. No iteration therefore lowers l by more than the
     tolerance, except a plain EM step: the Laplace l is not an exact Lyapunov
-    function of EM, so even plain EM may lower it slightly.
+    function of EM, so even plain EM may lower it slightly. With
+    ``ascends_mll=False`` (the observation model's flag: EM does not ascend its l,
+    as in the pseudo-likelihood scheme) the tolerance test is left out, since it
+    would reject the very steps EM takes near its fixed point.
     Every data set has its own history, safeguard and stopping test, so a
     batched fit equals separate fits.
     """
@@ -350,7 +358,8 @@ def _anderson(
             g_new, f_new = image(es_new, x_new)
             grew = f_new.norm(dim=-1) > 2.0 * f.norm(dim=-1)
             fell = es_new.mll < es.mll
-            dropped = es_new.mll < es.mll - mll_drop_tol(es.mll)
+            # only where EM ascends l: otherwise a fall of l is what plain EM does too
+            dropped = (es_new.mll < es.mll - mll_drop_tol(es.mll)) & ascends_mll
             bad = ~torch.isfinite(f_new).all(-1) | ~torch.isfinite(es_new.mll) | (grew & fell) | dropped
         except (torch.linalg.LinAlgError, RuntimeError):
             if not bool(extrapolated.any()):
