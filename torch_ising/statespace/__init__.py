@@ -17,6 +17,7 @@
 * :mod:`.model` - :func:`fit` and :class:`StateSpaceIsing`
 """
 
+from .covariance import DENSE, DIAGONAL, Covariance
 from .em import run_em
 from .estep import E_STEPS, e_step
 from .filter import laplace_filter
@@ -59,6 +60,9 @@ __all__ = [
     "StopRule",
     "E_STEPS",
     "QForm",
+    "Covariance",
+    "DENSE",
+    "DIAGONAL",
     "autograd_value_grad_hess",
     "laplace_filter",
     "smoother",
