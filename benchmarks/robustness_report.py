@@ -561,6 +561,7 @@ def _zip_bomb(path: Path, mib: int = 1024) -> None:
 
 _DRIVER = """
 import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal, even when launched in the background
 from torch_ising.experiment import cli
 KILL_AT, SIG, PAUSE = int(os.environ.get("KILL_AT", "0")), int(os.environ.get("KILL_SIG", "9")), os.environ.get("PAUSE")
 original = cli._Checkpointer.__call__
