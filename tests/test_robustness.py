@@ -141,6 +141,43 @@ def test_always_firing_neuron_pseudo_tap_fit_converges():
     assert bool((r.mu[[0, 2, 3, 5, 6, 9]] != 0.0).all())
 
 
+def _probe_spikes(T: int, R: int, N: int, p: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(T, R, N, generator=g) < p).double()
+
+
+def test_a_far_prior_mean_converges_to_the_same_fixed_point():
+    """fit(theta_o=-50) ran past 180 s (issue 13). mu is learned, so EM from mu = -50 must reach the fixed
+    point of EM from mu = 0. At tol=1e-7 both do, to 7e-7 in theta_s here (at the default 1e-5 the far start
+    stops 0.018 lower in l, where its progress along the flat direction of mu is slow)."""
+    x = _probe_spikes(30, 5, 4, 0.3, 1)
+    far = ti.fit(x, 2, progress=False, theta_o=-50.0, tol=1e-7)
+    near = ti.fit(x, 2, progress=False, tol=1e-7)
+    assert far.converged and near.converged
+    torch.testing.assert_close(far.theta_s, near.theta_s, rtol=0, atol=1e-4)
+    assert float(far.mll) == pytest.approx(float(near.mll), abs=1e-3)
+
+
+def test_identical_neurons_with_a_full_q_converge_above_the_scalar_q():
+    """Two identical neurons with a full Q ran past 180 s (issue 13). The fit converges, finite, and since
+    the full form contains the scalar one its l is at least the scalar-Q fit's."""
+    x = _probe_spikes(30, 5, 4, 0.3, 1)
+    x[..., 1] = x[..., 0]
+    full = ti.fit(x, 2, progress=False, state_cov=0.01 * torch.eye(10))
+    scalar = ti.fit(x, 2, progress=False)
+    assert full.converged and full.iterations < 1000 and bool(torch.isfinite(full.theta_s).all())
+    assert float(full.mll) >= float(scalar.mll) - 1e-3
+
+
+def test_sparse_data_at_order_three_fits_and_names_the_silent_statistics():
+    """Sparse data at order 3 raised torch.linalg's "not positive-definite" from the filter (issue 13). Now it
+    fits, finite, and warns that the statistics with no co-firing have no finite estimate."""
+    x = _probe_spikes(30, 5, 4, 0.03, 2)
+    with fit_warns(NEVER_FIRE):
+        r = ti.fit(x, 3, progress=False)
+    assert r.converged and bool(torch.isfinite(r.theta_s).all()) and bool(torch.isfinite(r.sigma_s).all())
+
+
 @pytest.mark.parametrize("method, atol", [("exact", 1e-6), ("pseudo", 1e-3)])
 def test_one_degenerate_member_does_not_hold_a_batched_fit(method, atol):
     """A batch of four data sets, one with an always-firing neuron (issue 13: it made a batched fit 25x
@@ -527,6 +564,30 @@ def _compose(overrides):
     schemas.register_configs()
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         return compose("config", overrides=overrides)
+
+
+@pytest.mark.filterwarnings("ignore::torch_ising.FitWarning")
+def test_cli_run_on_an_always_firing_neuron_writes_finite_results(tmp_path):
+    """A neuron that fires in every bin made S1, S_ratio, dkl and the S_ratio band NaN while the CLI exited 0
+    (issue 13). The run's results file holds finite numbers only, and so do the thermodynamics and bands of
+    the result read back from it."""
+    from torch_ising.experiment import cli
+
+    x = _probe_spikes(12, 30, 3, 0.3, 4).numpy().astype(np.uint8)
+    x[..., 1] = 1
+    np.save(tmp_path / "always.npy", x)
+    cli.run_experiment(_compose(["data=array", f"data.path={tmp_path / 'always.npy'}", "output.figures=[]",
+                                 "fit.device=cpu"]), tmp_path / "out")  # fmt: skip
+    res = load_results(tmp_path / "out" / "results.npz")
+    for k, v in res.items():
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+            assert np.isfinite(v).all(), k
+    r = ti.StateSpaceResult.load(tmp_path / "out" / "results.npz")
+    for name, v in r.thermodynamics().to_dict().items():
+        assert bool(torch.isfinite(v).all()), name
+    ci = r.credible_intervals(n_samples=20, quantities=("S_ratio", "S1", "dkl", "multi_information"))
+    for name in ("S_ratio", "S1", "dkl", "multi_information"):
+        assert bool(torch.isfinite(ci[name].lower).all() & torch.isfinite(ci[name].upper).all()), name
 
 
 def _no_partial_files(directory: Path) -> None:
