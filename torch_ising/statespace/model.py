@@ -32,7 +32,7 @@ from .inputs import parse_prior, parse_state_ar, prepare_data
 from .joint import filtered_from_joint
 from .joint_diagonal import filtered_from_joint_diagonal
 from .observation import observation_builder
-from .qforms import in_form, parse_state_cov
+from .qforms import parse_state_cov
 from .records import EMOptions, EMState, StateSpaceParams, check_fingerprint, fit_fingerprint
 from .result import StateSpaceResult
 from .stopping import stop_rule
@@ -283,9 +283,7 @@ def fit(
     obs = build_obs(y, R_eff if R_t is None else R_t, N, order, x, **opts_m)
     cov = covariance_of(obs)  # the covariance structure of the whole fit
     diag = cov.diagonal
-    named_form = {} if q_form is None else {"q_form": q_form}
-    if q_form is not None:
-        state_cov = in_form(state_cov, q_form, N, D)
+    named_form = {} if q_form is None else {"q_form": q_form}  # for the fingerprint
     q_form, Q0, learn_Q = parse_state_cov(state_cov, D, N, B, T, dtype, dev, diag, q_form)
     F0, learn_F = parse_state_ar(state_ar, D, B, dtype, dev, diag)
     if T == 1:
