@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from tests.common import brute_force
@@ -61,10 +62,15 @@ def test_ising_posterior_mode_meets_the_published_tolerance_and_batches():
         torch.testing.assert_close(alone.x[0], res.x[b], rtol=0, atol=1e-12)
 
 
-def test_ising_lines_follow_the_same_search_as_full_evaluations(device):
+@pytest.mark.parametrize("host_max_n", [8, 0])
+def test_ising_lines_follow_the_same_search_as_full_evaluations(host_max_n, device, monkeypatch):
     # the exact posterior's line protocol (E(x + a s) = E(x) + a E(s)) against one full evaluation per step,
-    # on a batch in which every row has its own stopping tests; each row equals its own search alone
+    # on a batch in which every row has its own stopping tests; each row equals its own search alone.
+    # host_max_n = 8: on a CPU the 2^N-vectors are numpy arrays (_HostPatterns); 0: torch calls everywhere
+    from torch_ising.statespace import posterior
     from torch_ising.statespace.posterior import IsingBinPosterior
+
+    monkeypatch.setattr(posterior, "HOST_PATTERNS_MAX_N", host_max_n)
 
     N, O, R = 5, 2, 50
     g = torch.Generator().manual_seed(11)
@@ -76,6 +82,8 @@ def test_ising_lines_follow_the_same_search_as_full_evaluations(device):
     post = IsingBinPosterior(y, R, N, O, m, P)
     x0 = torch.zeros(B, D, dtype=torch.float64, device=device)
     fast = conjugate_gradient_ascent(post, x0, scale=R)
+    host = isinstance(post.lines(x0).ops, posterior._HostPatterns)
+    assert host == (host_max_n >= N and x0.device.type == "cpu")
     slow = conjugate_gradient_ascent(lambda th: post(th), x0, scale=R)  # a plain callable: full evaluations
     assert fast.iterations == slow.iterations and fast.converged and slow.converged
     torch.testing.assert_close(fast.x, slow.x, rtol=0, atol=1e-10)

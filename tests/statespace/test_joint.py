@@ -15,6 +15,7 @@ from torch_ising.statespace import ExactIsing, StateSpaceParams, laplace_filter,
 from torch_ising.statespace.joint import (
     filtered_from_joint,
     joint_e_step,
+    prior_precision,
     solve_tridiagonal,
     solve_tridiagonal_sequential,
 )
@@ -62,6 +63,31 @@ def test_block_tridiagonal_solvers_match_dense_inverse(T, solver, device):
             torch.testing.assert_close(sol.lag_one[b, t], blk, rtol=0, atol=1e-10)
 
 
+_DIAGONAL = [functools.partial(solve_tridiagonal, dense_size=s) for s in (None, 0, 12, 48)]
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 7, 8, 13, 33])
+@pytest.mark.parametrize("solver", [solve_tridiagonal_sequential, *_DIAGONAL])
+def test_solvers_with_diagonal_couplings_match_dense_inverse(T, solver, device):
+    """Couplings H_{t+1,t} = diag(k_t) given as (B, T-1, D) diagonals, against the dense inverse of the blocks."""
+    B, D = 2, 3
+    diag, lower, rhs = _random_tridiagonal(B, T, D, seed=100 + T, device=device)
+    k = torch.diagonal(lower, dim1=-2, dim2=-1)
+    sol = solver(diag, k, rhs, want_cov=True, diagonal_lower=True)
+    for b in range(B):
+        H = _dense(diag[b], torch.diag_embed(k[b]))
+        Hi = torch.linalg.inv(H)
+        torch.testing.assert_close(sol.x[b].reshape(-1), Hi @ rhs[b].reshape(-1), rtol=0, atol=1e-10)
+        torch.testing.assert_close(sol.logdet[b], torch.logdet(H), rtol=0, atol=1e-10)
+        for t in range(T):
+            torch.testing.assert_close(sol.cov[b, t], Hi[t * D : (t + 1) * D, t * D : (t + 1) * D], rtol=0, atol=1e-10)
+        for t in range(T - 1):
+            blk = Hi[(t + 1) * D : (t + 2) * D, t * D : (t + 1) * D]
+            torch.testing.assert_close(sol.lag_one[b, t], blk, rtol=0, atol=1e-10)
+    x_only = solver(diag, k, rhs, diagonal_lower=True)
+    torch.testing.assert_close(x_only.x, sol.x, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("dense_size", [None, 0, 30])
 def test_parallel_and_sequential_solvers_agree(dense_size, device):
     diag, lower, rhs = _random_tridiagonal(3, 100, 6, seed=7, device=device)
@@ -99,7 +125,8 @@ def test_joint_e_step_is_exact_for_a_gaussian_likelihood(device):
     torch.testing.assert_close(log_marginal(obs, ff), mll, rtol=0, atol=1e-9)
 
 
-def _ising_problem(T=8, N=3, R=20, seed=0, with_u=True):
+def _ising_problem(T=8, N=3, R=20, seed=0, with_u=True, diagonal=False):
+    """A small Ising path problem; ``diagonal``: F and Q diagonal, so the couplings -Q^{-1} F are too."""
     O = 2
     D = ti.basis.compute_D(N, O)
     g = torch.Generator().manual_seed(seed)
@@ -108,6 +135,8 @@ def _ising_problem(T=8, N=3, R=20, seed=0, with_u=True):
     A = torch.randn(D, D, generator=g)
     F = 0.95 * torch.eye(D) + 0.02 * A
     Q = 0.05 * torch.eye(D) + 0.005 * (A @ A.T)
+    if diagonal:
+        F, Q = torch.diag(torch.diagonal(F)), torch.diag(torch.diagonal(Q))
     Sigma = 0.4 * torch.eye(D)
     mu = -1.0 + 0.3 * torch.randn(D, generator=g)
     u = U = None
@@ -164,13 +193,16 @@ def _dense_laplace(spikes, params, u, N, O, iters=60):
 
 @pytest.mark.parametrize("solver", ["parallel", "sequential"])
 @pytest.mark.parametrize("with_u", [False, True])
-def test_joint_e_step_matches_dense_brute_force_on_ising(solver, with_u, device):
-    spikes, params, u, N, O = _ising_problem(T=9, with_u=with_u)
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_joint_e_step_matches_dense_brute_force_on_ising(solver, with_u, diagonal, device):
+    """Full couplings, and diagonal ones (diagonal F and Q), whose solves use scalings instead of products."""
+    spikes, params, u, N, O = _ising_problem(T=9, with_u=with_u, diagonal=diagonal)
     T, R = spikes.shape[:2]
     D = params.mu.shape[-1]
     assert T * D <= 400
     obs = ExactIsing(sufficient_stats(spikes, O)[None].to(device), R, N, O)
     p_dev = StateSpaceParams(*(None if v is None else v.to(device) for v in params))
+    assert (prior_precision(p_dev, T).coupling is not None) == diagonal
     u_dev = None if u is None else u.to(device)
     _, sm, mll = joint_e_step(obs, p_dev, u=u_dev, tol=1e-12, solver=solver)
     mode, cov, mll_ref = _dense_laplace(spikes, params, u, N, O)

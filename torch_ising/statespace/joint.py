@@ -108,6 +108,7 @@ def solve_tridiagonal(
     *,
     want_cov: bool = False,
     dense_size: int | None = None,
+    diagonal_lower: bool = False,
 ) -> TridiagonalSolution:
     """Solve H x = rhs by odd-even block cyclic reduction, batched over data sets and blocks.
 
@@ -116,12 +117,23 @@ def solve_tridiagonal(
     which the reduction stops and solves the rest as one dense matrix; every value gives the
     same solution.
 
+    Args:
+        diag: the diagonal blocks H_tt, (B, T, D, D).
+        lower: the sub-diagonal blocks H_{t+1,t}, (B, T-1, D, D); with ``diagonal_lower``
+            their diagonals (B, T-1, D) (H_{t+1,t} = diag(lower[:, t]), as J_{t+1,t} = -Q^{-1} F
+            is for a diagonal Q and F, the default). The first level of the reduction then
+            needs no block products (:func:`_odd_even_diagonal`).
+        rhs: (B, T, D).
+        want_cov: also return log det H and the blocks of H^{-1}.
+        dense_size: see above.
+        diagonal_lower: ``lower`` holds diagonals.
+
     Raises:
         torch.linalg.LinAlgError: when H is not positive definite to float64 precision.
     """
     infos: list[torch.Tensor] = []
     # blocks first: every split is then a strided view of the leading dimension
-    x, logdet, cov, lag = _odd_even(
+    x, logdet, cov, lag = (_odd_even_diagonal if diagonal_lower else _odd_even)(
         diag.transpose(0, 1),
         lower.transpose(0, 1),
         rhs.transpose(0, 1).unsqueeze(-1),
@@ -243,8 +255,70 @@ def _odd_even(
     return x[:T], logdet, cov[:T], lag[: T - 1]
 
 
+def _odd_even_diagonal(
+    diag: torch.Tensor,
+    lower: torch.Tensor,
+    rhs: torch.Tensor,
+    want_cov: bool,
+    infos: list[torch.Tensor],
+    dense_size: int,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """:func:`_odd_even` when every sub-diagonal block is diagonal, H_{t+1,t} = diag(k_t) (``lower`` (T-1, B, D)).
+
+    The first level's products with Kl = diag(kl), Kr = diag(kr) are scalings: with M = H_ii^{-1},
+
+        A = M diag(kl),  C = M diag(kr),  a = M h_i,
+        H'_{s_c} = H_{s_c} - kl_c kl_c^T * M_c - kr_{c-1} kr_{c-1}^T * M_{c-1},
+        H'_{s_{c+1}, s_c} = -kr_c kl_c^T * M_c   (* the elementwise product),
+        x_i = a - M (kl * x_{s_c} + kr * x_{s_{c+1}}),
+        Cov(x_i, (x_{s_c}, x_{s_{c+1}})) = -M W,  W = kl * S_pair[:D] + kr * S_pair[D:]  (rows scaled),
+        Cov(x_i) = M + M (W_l * kl^T + W_r * kr^T) M  (W = [W_l, W_r]; * scales columns),
+
+    which leaves one inverse, one product for the covariances and one for the cross terms per
+    eliminated block, against about ten products of dense couplings. The reduced system has
+    dense couplings and goes on by :func:`_odd_even`.
+    """
+    T, B, D = diag.shape[:3]
+    if T <= 2 or T * D <= dense_size:
+        return _dense_base(diag, torch.diag_embed(lower), rhs, want_cov, infos)
+    if T % 2 == 0:
+        eye = torch.eye(D, dtype=diag.dtype, device=diag.device).expand(1, B, D, D)
+        diag = torch.cat([diag, eye])
+        lower = torch.cat([lower, lower.new_zeros(1, B, D)])
+        rhs = torch.cat([rhs, rhs.new_zeros(1, B, D, 1)])
+    Tp = diag.shape[0]
+    n = Tp // 2
+    kl, kr = lower[0::2], lower[1::2]  # diagonals of H_{2c+1,2c}, H_{2c+2,2c+1}, (n, B, D)
+    Mi, logdet_i = _spd_inverse(diag[1::2], infos, logdet=want_cov)
+    a = Mi @ rhs[1::2]  # (n, B, D, 1)
+    kl_c, kr_c = kl.unsqueeze(-1), kr.unsqueeze(-1)  # (n, B, D, 1): row scalings
+    Hs = diag[0::2].clone()
+    hs = rhs[0::2].clone()
+    Hs[:n] -= kl_c * Mi * kl.unsqueeze(-2)
+    hs[:n] -= kl_c * a
+    Hs[1:] -= kr_c * Mi * kr.unsqueeze(-2)
+    hs[1:] -= kr_c * a
+    xs, logdet_s, Ss, Cs = _odd_even(Hs, -(kr_c * Mi * kl.unsqueeze(-2)), hs, want_cov, infos, dense_size)
+    x = diag.new_empty(Tp, B, D, 1)
+    x[0::2] = xs
+    x[1::2] = a - Mi @ (kl_c * xs[:n] + kr_c * xs[1:])
+    if not want_cov:
+        return x[:T], None, None, None
+    logdet = logdet_s + logdet_i.sum(0)
+    # W = [diag(kl), diag(kr)] S_pair, S_pair = [[S_c, C_c^T], [C_c, S_{c+1}]]
+    W = torch.cat([kl_c * Ss[:n] + kr_c * Cs, kl_c * Cs.transpose(-1, -2) + kr_c * Ss[1:]], -1)
+    cross = -(Mi @ W)  # [Cov(x_i, x_{s_c}), Cov(x_i, x_{s_{c+1}})], (n, B, D, 2D)
+    cov = diag.new_empty(Tp, B, D, D)
+    cov[0::2] = Ss
+    cov[1::2] = _sym(Mi - (cross[..., :D] * kl.unsqueeze(-2) + cross[..., D:] * kr.unsqueeze(-2)) @ Mi)
+    lag = diag.new_empty(Tp - 1, B, D, D)
+    lag[0::2] = cross[..., :D]
+    lag[1::2] = cross[..., D:].transpose(-1, -2)
+    return x[:T], logdet, cov[:T], lag[: T - 1]
+
+
 def solve_tridiagonal_sequential(
-    diag: torch.Tensor, lower: torch.Tensor, rhs: torch.Tensor, *, want_cov: bool = False
+    diag: torch.Tensor, lower: torch.Tensor, rhs: torch.Tensor, *, want_cov: bool = False, diagonal_lower: bool = False
 ) -> TridiagonalSolution:
     """The reference solver: block forward elimination and back substitution, one block at a time.
 
@@ -252,8 +326,11 @@ def solve_tridiagonal_sequential(
         x_T = P_T^{-1} z_T,  x_t = P_t^{-1} (z_t - H_{t+1,t}^T x_{t+1}),
         S_T = P_T^{-1},  G_t = P_t^{-1} H_{t+1,t}^T,  S_t = P_t^{-1} + G_t S_{t+1} G_t^T,  S_{t+1,t} = -S_{t+1} G_t^T.
 
-    Same arguments and result as :func:`solve_tridiagonal`; it loops over the T blocks.
+    Same arguments and result as :func:`solve_tridiagonal`; it loops over the T blocks. Diagonal
+    couplings K_t = diag(k_t) turn the products with K into scalings (:func:`_sequential_diagonal`).
     """
+    if diagonal_lower:
+        return _sequential_diagonal(diag, lower, rhs, want_cov)
     B, T, D = rhs.shape
     Ls, Pi, z = [], [], []
     logdet = rhs.new_zeros(B)
@@ -287,6 +364,47 @@ def solve_tridiagonal_sequential(
     return TridiagonalSolution(x, logdet, torch.stack(S, 1), lag_t)
 
 
+def _sequential_diagonal(diag: torch.Tensor, k: torch.Tensor, rhs: torch.Tensor, want_cov: bool) -> TridiagonalSolution:
+    """:func:`solve_tridiagonal_sequential` for couplings H_{t+1,t} = diag(k_t), k (B, T-1, D):
+
+        P_t = H_t - (k_{t-1} k_{t-1}^T) * P_{t-1}^{-1},  z_t = h_t - k_{t-1} * (P_{t-1}^{-1} z_{t-1}),
+        x_t = P_t^{-1} (z_t - k_t * x_{t+1}),
+        S_{t+1,t} = -S_{t+1} (k_t * P_t^{-1}),  S_t = P_t^{-1} - (P_t^{-1} * k_t^T) S_{t+1,t}
+
+    (* the elementwise product, k_t a column or k_t^T a row): one Cholesky factor and inverse per
+    block, and for the covariances two products.
+    """
+    B, T, D = rhs.shape
+    Ls, Pi, z = [], [], []
+    kk = k.unsqueeze(-1) * k.unsqueeze(-2)  # (B, T-1, D, D)
+    for t in range(T):
+        P = diag[:, t]
+        zt = rhs[:, t]
+        if t > 0:
+            P = P - kk[:, t - 1] * Pi[-1]
+            zt = zt - k[:, t - 1] * _mv(Pi[-1], z[-1])
+        L = torch.linalg.cholesky(P)
+        Ls.append(L)
+        Pi.append(_sym(torch.cholesky_inverse(L)))
+        z.append(zt)
+    logdet = _logdet_chol(torch.stack(Ls, 1)).sum(-1)
+    xs = [None] * T
+    xs[T - 1] = _mv(Pi[T - 1], z[T - 1])
+    for t in range(T - 2, -1, -1):
+        xs[t] = _mv(Pi[t], z[t] - k[:, t] * xs[t + 1])
+    x = torch.stack(xs, 1)
+    if not want_cov:
+        return TridiagonalSolution(x, logdet)
+    S = [None] * T
+    lag = [None] * (T - 1)
+    S[T - 1] = Pi[T - 1]
+    for t in range(T - 2, -1, -1):
+        lag[t] = -(S[t + 1] @ (k[:, t].unsqueeze(-1) * Pi[t]))
+        S[t] = _sym(Pi[t] - (Pi[t] * k[:, t].unsqueeze(-2)) @ lag[t])
+    lag_t = torch.stack(lag, 1) if T > 1 else diag.new_zeros(B, 0, D, D)
+    return TridiagonalSolution(x, logdet, torch.stack(S, 1), lag_t)
+
+
 #: Block-tridiagonal solvers by name: "parallel" (cyclic reduction) and "sequential" (reference).
 SOLVERS = {"parallel": solve_tridiagonal, "sequential": solve_tridiagonal_sequential}
 
@@ -312,6 +430,7 @@ class _Prior(NamedTuple):
 
     diag: torch.Tensor  # (B, T, D, D)
     lower: torch.Tensor  # (B, T-1, D, D)
+    coupling: torch.Tensor | None  # the diagonal of -Q^{-1} F (B, D) where that matrix is diagonal, else None
     h: torch.Tensor  # (B, T, D)
     Sigma_inv: torch.Tensor  # (B, D, D)
     Q_inv: torch.Tensor  # (B, D, D)
@@ -339,7 +458,11 @@ def prior_precision(params: StateSpaceParams, T: int, u: torch.Tensor | None = N
     diag[:, 0] = Si + (FtQiF if T > 1 else 0.0)
     if T > 1:
         diag[:, T - 1] = Qi
-    lower = (-(Qi @ F))[:, None].expand(B, max(T - 1, 0), D, D)
+    K = -(Qi @ F)
+    lower = K[:, None].expand(B, max(T - 1, 0), D, D)
+    # a diagonal Q and F (the default: F = I, Q = lambda I) give diagonal couplings, which the solvers use
+    k = torch.diagonal(K, dim1=-2, dim2=-1)
+    coupling = k if not bool((K - torch.diag_embed(k)).any()) else None
     h = mu.new_zeros(B, T, D)
     h[:, 0] = _mv(Si, mu)
     drift = None
@@ -348,7 +471,7 @@ def prior_precision(params: StateSpaceParams, T: int, u: torch.Tensor | None = N
         h[:, 1:] += drift @ Qi  # Qi symmetric
         h[:, :-1] -= drift @ FtQi.transpose(-1, -2)
     const = -0.5 * logdet_S - 0.5 * (T - 1) * logdet_Q - 0.5 * T * D * math.log(2 * math.pi)
-    return _Prior(diag, lower, h, Si, Qi, drift, const)
+    return _Prior(diag, lower, coupling, h, Si, Qi, drift, const)
 
 
 def _prior_offset(prior: _Prior, params: StateSpaceParams) -> torch.Tensor:
@@ -366,8 +489,13 @@ def _prior_matvec(prior: _Prior, theta: torch.Tensor) -> torch.Tensor:
     """J theta for the block-tridiagonal J, (B, T, D)."""
     out = (prior.diag @ theta.unsqueeze(-1)).squeeze(-1)
     if theta.shape[1] > 1:
-        out[:, 1:] += (prior.lower @ theta[:, :-1].unsqueeze(-1)).squeeze(-1)
-        out[:, :-1] += (prior.lower.transpose(-1, -2) @ theta[:, 1:].unsqueeze(-1)).squeeze(-1)
+        if prior.coupling is not None:
+            k = prior.coupling[:, None]
+            out[:, 1:] += k * theta[:, :-1]
+            out[:, :-1] += k * theta[:, 1:]
+        else:
+            out[:, 1:] += (prior.lower @ theta[:, :-1].unsqueeze(-1)).squeeze(-1)
+            out[:, :-1] += (prior.lower.transpose(-1, -2) @ theta[:, 1:].unsqueeze(-1)).squeeze(-1)
     return out
 
 
@@ -469,12 +597,17 @@ def joint_e_step(
         floor = 64 * torch.finfo(g.dtype).eps * (J_max * (1 + th.abs().flatten(1).amax(-1)) + h_max)
         return g.abs().flatten(1).amax(-1) <= torch.maximum(tol * R_b, floor)
 
+    if prior.coupling is not None:
+        lower, diagonal_lower = prior.coupling[:, None].expand(B, max(T - 1, 0), D), True
+    else:
+        lower, diagonal_lower = prior.lower, False
+
     f, g, Hobs = evaluate(x)
     done = small(g, x)
     it = 0
     while it < max_newton and not bool(done.all()):
         it += 1
-        d = solve(prior.diag - Hobs, prior.lower, g).x
+        d = solve(prior.diag - Hobs, lower, g, diagonal_lower=diagonal_lower).x
         if bool(done.any()):
             d = torch.where(done[:, None, None], torch.zeros_like(d), d)
         slope = (g * d).sum((-1, -2))
@@ -492,7 +625,7 @@ def joint_e_step(
         f, g, Hobs = evaluate(x)
         done = small(g, x) | ~accepted  # a data set with no ascent left at round-off level is done
     converged = bool(small(g, x).all())
-    sol = solve(prior.diag - Hobs, prior.lower, g, want_cov=True)
+    sol = solve(prior.diag - Hobs, lower, g, want_cov=True, diagonal_lower=diagonal_lower)
     mll = f - 0.5 * sol.logdet + (prior.const + 0.5 * T * D * math.log(2 * math.pi)) - _prior_offset(prior, params)
     filt = FilterResult(None, None, None, None, it, converged, DENSE)
     return filt, SmootherResult(x, sol.cov, None, sol.lag_one, DENSE), mll
