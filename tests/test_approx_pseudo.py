@@ -123,6 +123,27 @@ def test_observation_model_interface(device):
     assert not obs_p.separate_precision
 
 
+def test_moments_of_the_same_theta_are_computed_once(device, monkeypatch):
+    """The filter asks for the moments at theta_{t|t} and again at theta_{t+1|t} = theta_{t|t} (F = I)."""
+    from torch_ising.approx import registry, tap
+
+    N, O = 5, 2
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(1, 3, 20, N, generator=g) < 0.3).to(device)
+    calls = []
+    monkeypatch.setattr(pseudo, "approx_moments", lambda *a, **k: calls.append(1) or registry.approx_moments(*a, **k))
+    theta = 0.3 * torch.randn(2, 15, generator=g).to(device)
+    obs = PseudoLikelihood(x, O, eta_method="tap")
+    calls.clear()  # the constructor's probe
+    first = obs.moments(theta.clone())
+    again = obs.moments(theta.clone())  # equal values, another tensor
+    assert len(calls) == 1 and again is first
+    torch.testing.assert_close(first.eta, tap(theta, N, O).eta, rtol=0, atol=0)
+    other = theta + 1e-3
+    torch.testing.assert_close(obs.moments(other).eta, tap(other, N, O).eta, rtol=0, atol=0)
+    assert len(calls) == 2
+
+
 @pytest.fixture
 def pseudo_registered():
     """:func:`torch_ising.fit`, whose method="pseudo" is a built-in observation model."""

@@ -393,6 +393,8 @@ class PseudoLikelihood(ObservationModel):
         self.covariance = covariance
         self.separate_precision = covariance == "fisher"
         self.calibrate = bool(calibrate)
+        # the last (theta, moments) of a deterministic eta method, see :meth:`moments`
+        self._last: tuple[torch.Tensor, ApproxMoments] | None = None
         self._min_scale = torch.tensor([1.0 / len(S) for S in subsets(self.N, self.order)], dtype=dtype)
         # validates the eta method's support for this order now rather than inside the filter
         probe = torch.zeros(1, self.D, dtype=dtype, device=self.x.device)
@@ -513,11 +515,22 @@ class PseudoLikelihood(ObservationModel):
         return self._calibration(-hd.sum(-2, keepdim=True), self.precision_all(theta).sum(-2, keepdim=True))
 
     def moments(self, theta: torch.Tensor, with_psi: bool = True) -> ApproxMoments:
-        """Approximate psi, eta, Fisher diagonal of theta (..., D) by the chosen eta method."""
+        """Approximate psi, eta, Fisher diagonal of theta (..., D) by the chosen eta method.
+
+        A deterministic method's last result is kept and returned again for the same theta
+        (equal values): the filter asks for the moments at theta_{t|t} (the precision of bin t)
+        and, with F = I, again at theta_{t+1|t} = theta_{t|t} (the calibration of bin t + 1).
+        """
+        last = self._last
+        if last is not None and last[0].shape == theta.shape and torch.equal(last[0], theta):
+            return last[1]
         opts = dict(self.eta_options)
         if self.eta_method == "mc" and not with_psi:
             opts["with_psi"] = False
-        return approx_moments(theta, self.N, self.order, self.eta_method, **opts)
+        out = approx_moments(theta, self.N, self.order, self.eta_method, **opts)
+        if self.eta_method != "mc" and not theta.requires_grad:
+            self._last = (theta.detach().clone(), out)
+        return out
 
     def precision(self, theta: torch.Tensor, t: int) -> torch.Tensor:
         """Observation precision at the mode: R_t diag(eta~ (1 - eta~)) ("fisher") or -hess PL ("pseudo")."""
