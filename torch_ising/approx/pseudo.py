@@ -394,7 +394,7 @@ class PseudoLikelihood(ObservationModel):
         self.separate_precision = covariance == "fisher"
         self.calibrate = bool(calibrate)
         # the last (theta, moments) of a deterministic eta method, see :meth:`moments`
-        self._last: tuple[torch.Tensor, ApproxMoments] | None = None
+        self._last: tuple[torch.Tensor, ApproxMoments, bool] | None = None
         self._min_scale = torch.tensor([1.0 / len(S) for S in subsets(self.N, self.order)], dtype=dtype)
         # validates the eta method's support for this order now rather than inside the filter
         probe = torch.zeros(1, self.D, dtype=dtype, device=self.x.device)
@@ -522,14 +522,18 @@ class PseudoLikelihood(ObservationModel):
         and, with F = I, again at theta_{t+1|t} = theta_{t|t} (the calibration of bin t + 1).
         """
         last = self._last
-        if last is not None and last[0].shape == theta.shape and torch.equal(last[0], theta):
-            return last[1]
+        # not where a derivative is wanted; and tensors made in inference mode are reused only there
+        keep = self.eta_method != "mc" and not theta.requires_grad
+        inference = torch.is_inference_mode_enabled()
+        if keep and last is not None and last[2] == inference and last[0].shape == theta.shape:
+            if torch.equal(last[0], theta):
+                return last[1]
         opts = dict(self.eta_options)
         if self.eta_method == "mc" and not with_psi:
             opts["with_psi"] = False
         out = approx_moments(theta, self.N, self.order, self.eta_method, **opts)
-        if self.eta_method != "mc" and not theta.requires_grad:
-            self._last = (theta.detach().clone(), out)
+        if keep:
+            self._last = (theta.clone(), out, inference)
         return out
 
     def precision(self, theta: torch.Tensor, t: int) -> torch.Tensor:

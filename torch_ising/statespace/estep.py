@@ -23,16 +23,30 @@ from .joint import joint_e_step
 from .joint_diagonal import joint_diagonal_e_step
 from .marginal import log_marginal
 from .observation import ObservationModel
-from .records import EStep, SmootherResult, StateSpaceParams
+from .records import EStep, StateSpaceParams
 from .smoother import smoother
 
 __all__ = ["E_STEPS", "e_step", "check_estep", "default_estep", "select_estep", "select_params"]
 
 
 def _filter_e_step(obs, params, *, u, theta_init, newton_tol, map_method) -> EStep:
-    filt = laplace_filter(obs, params, u=u, theta_init=theta_init, tol=newton_tol, map_method=map_method)
-    smooth = smoother(filt, params)
-    return EStep(filt, smooth, log_marginal(obs, filt))
+    def run() -> EStep:
+        filt = laplace_filter(obs, params, u=u, theta_init=theta_init, tol=newton_tol, map_method=map_method)
+        smooth = smoother(filt, params)
+        return EStep(filt, smooth, log_marginal(obs, filt))
+
+    if any(t is not None and t.requires_grad for t in params):
+        return run()
+    with torch.inference_mode():  # as in _joint_e_step: no derivative flows through this E-step
+        es = run()
+    return EStep(*(_outside_inference(r) for r in es))
+
+
+def _outside_inference(record):
+    """A copy of a record (or tensor) whose tensors can take part in autograd outside inference mode."""
+    if isinstance(record, torch.Tensor):
+        return record.clone()
+    return type(record)(*(t.clone() if isinstance(t, torch.Tensor) else t for t in record))
 
 
 def _joint_e_step(obs, params, *, u, theta_init, newton_tol, map_method) -> EStep:
@@ -45,8 +59,7 @@ def _joint_e_step(obs, params, *, u, theta_init, newton_tol, map_method) -> ESte
     # which is a large part of the cost of the many small tensor operations at small N
     with torch.inference_mode():
         filt, smooth, mll = run(obs, params, u=u, theta_init=theta_init, tol=newton_tol)
-    smooth = SmootherResult(*(t.clone() if isinstance(t, torch.Tensor) else t for t in smooth))
-    return EStep(filt, smooth, mll.clone())
+    return EStep(filt, _outside_inference(smooth), mll.clone())
 
 
 #: E-steps by name: "filter" (Laplace filter and smoother, MODEL.md 3.1-3.2, 3.4) and
