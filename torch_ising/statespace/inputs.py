@@ -11,6 +11,7 @@ of theta_1 (the forms of Q are read by :func:`.qforms.parse_state_cov`).
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, NamedTuple
 
 import torch
@@ -19,7 +20,7 @@ from .._device import resolve_device
 from .._validation import as_tensor, check_finite, check_mask, check_N_order, check_positive_int, check_spikes, n_params
 from ..basis import rebin, rebin_mask, sufficient_stats
 
-__all__ = ["FitData", "prepare_data", "parse_state_ar", "parse_prior"]
+__all__ = ["FitData", "prepare_data", "parse_state_ar", "parse_state_ar_prior", "parse_prior"]
 
 
 class FitData(NamedTuple):
@@ -142,6 +143,18 @@ def parse_state_ar(state_ar: Any, D: int, B: int, dtype, device, diagonal: bool 
     if F.shape != (D, D):
         raise ValueError(f"state_ar must be a scalar or a (D, D) = ({D}, {D}) matrix; got {tuple(F.shape)}")
     return F.expand(B, D, D).clone(), True
+
+
+def parse_state_ar_prior(state_ar_prior: Any) -> float | None:
+    """The prior scale tau of a learned F's free coordinates (:mod:`.stable`): a float > 0, or None (no prior)."""
+    if state_ar_prior is None:
+        return None
+    if isinstance(state_ar_prior, bool) or not isinstance(state_ar_prior, numbers.Real):
+        raise ValueError(f"state_ar_prior must be a positive number or None, got {state_ar_prior!r}")
+    tau = float(state_ar_prior)
+    if not (tau > 0 and tau < float("inf")):
+        raise ValueError(f"state_ar_prior must be a positive, finite number or None, got {state_ar_prior!r}")
+    return tau
 
 
 def parse_prior(
