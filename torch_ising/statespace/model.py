@@ -28,7 +28,7 @@ from .covariance import covariance_of
 from .em import run_em
 from .estep import check_estep, default_estep
 from .filter import check_map_method
-from .inputs import parse_prior, parse_state_ar, prepare_data
+from .inputs import parse_prior, parse_state_ar, parse_state_ar_prior, prepare_data
 from .joint import filtered_from_joint
 from .joint_diagonal import filtered_from_joint_diagonal
 from .observation import observation_builder
@@ -93,6 +93,7 @@ def fit(
     state_cov: Any = 0.01,
     q_form: str | None = None,
     state_ar: Any = None,
+    state_ar_prior: float | None = None,
     u: Any = None,
     theta_o: Any = 0.0,
     sigma_o: Any = None,
@@ -132,6 +133,27 @@ def fit(
             starts Q at that form's q: ``q_form="diag", state_cov=0.01`` learns D variances
             from 0.01 each, and ``q_form="two"`` is unambiguous at any D.
         state_ar: None (F = I, fixed) or an initial F (scalar or (D, D)), then learned.
+        state_ar_prior: with a learned F, the scale tau of a Gaussian prior on the free
+            coordinates A of the stable parametrisation (:mod:`.stable`; opt-in,
+            experimental), used by ``stop="converged"`` and ``"mll"``:
+
+                F = A L^{-T},  L L^T = I + A^T A   (so ||F||_2 < 1 and rho(F) < 1),
+                log p(F) = -||A||_F^2 / (2 tau^2) - (D^2/2) log(2 pi tau^2)
+                         = -(tr[(I - F^T F)^{-1}] - D) / (2 tau^2) - (D^2/2) log(2 pi tau^2).
+
+            In MODEL.md terms: the transition theta_t = F theta_{t-1} + U u_t + xi_t of
+            section 3 is restricted to contractions, and l (3.4) is replaced by the
+            penalised l + log p(F), whose maximiser in F is finite and interior (l <= 0 for
+            the exact model, log p(F) -> -infinity as ||F||_2 -> 1). ``stop="converged"``
+            runs accelerated EM whose F update (3.3) maximises the transitions' expected
+            complete-data log-likelihood plus log p(F) over the ball (a strictly concave
+            problem, solved by Newton); ``stop="mll"`` maximises l + log p(F) over A by BFGS;
+            ``mll_list`` and ``mll`` stay l. ``stop="em"`` and ``"ssll"`` (and the compat
+            facade) keep the free closed-form update of 3.3 and ignore the prior. None
+            (default): F free, no prior. Measured (RESULTS.md): on the README tour data
+            neither scheme converges within 1000 iterations (F has D^2 = 225 weakly
+            determined coordinates), and on short recordings the path can still run off
+            through mu and Q; the prior only bounds F.
         u: exogenous input (T, n_u) (or (B, T, n_u)); U is learned.
         theta_o: prior mean of theta_1 (scalar or (D,)); the start of mu,
             learned unless ``mstep=False`` (the default with ``stationary=True``).
@@ -286,6 +308,7 @@ def fit(
     named_form = {} if q_form is None else {"q_form": q_form}  # for the fingerprint
     q_form, Q0, learn_Q = parse_state_cov(state_cov, D, N, B, T, dtype, dev, diag, q_form)
     F0, learn_F = parse_state_ar(state_ar, D, B, dtype, dev, diag)
+    state_ar_prior = parse_state_ar_prior(state_ar_prior)
     if T == 1:
         learn_F = False
     mu0, Sigma0 = parse_prior(theta_o, sigma_o, D, B, dtype, dev, diag)
@@ -306,7 +329,8 @@ def fit(
         dict(order=order, window=window, state_cov=state_cov, state_ar=state_ar, u=u, theta_o=theta_o,
              sigma_o=sigma_o, tol=tol, stop=stop, stationary=stationary, mstep=mstep, dtype=dtype, method=method,
              eta_method=eta_method, newton_tol=newton_tol, map_method=map_method, init=init,
-             method_options=method_options, **_mask_setting(m_raw), **named_form),
+             method_options=method_options, **_mask_setting(m_raw), **named_form,
+             **({} if state_ar is None else {"state_ar_prior": state_ar_prior})),
     )  # fmt: skip
     if resume is not None:
         check_fingerprint(resume.fingerprint, fingerprint)
@@ -333,6 +357,7 @@ def fit(
         N=N,
         estep=estep,
         mu_fixed=mu_fixed,
+        state_ar_prior=state_ar_prior if learn_F and rule.prior_on_F else None,
     )
     if progress is None:
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
