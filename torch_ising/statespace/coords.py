@@ -20,8 +20,8 @@ class Coords:
     Cholesky factor L (Q = L L^T) as log diag L and the entries below the diagonal; otherwise
     one log variance per group of diagonal entries that share a variance.
 
-    With ``stable_F`` (a learned F under the prior of :mod:`.stable`, ``opts.state_ar_prior``
-    its scale tau) F's coordinates are the free matrix A of F = A L^{-T}, L L^T = I + A^T A,
+    With ``stable_F`` (a learned F under the prior ``opts.state_ar_prior`` of :mod:`.stable`)
+    F's coordinates are the free matrix A of F = A L^{-T}, L L^T = I + A^T A,
     so every vector maps to an F with ||F||_2 < 1, and :meth:`log_prior` is log p(A).
     """
 
@@ -123,11 +123,11 @@ class Coords:
         return slice(i, i + self.D * self.D)
 
     def log_prior(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(F) (B,) at ``x``: the Gaussian prior on A with scale tau = ``opts.state_ar_prior``; 0 without one."""
+        """log p(F) (B,) at ``x``, up to a constant (:func:`.stable.log_prior_free`); 0 without a prior."""
         if not self.stable_F:
             return x.new_zeros(x.shape[0])
         A = x[:, self._F_slice()].reshape(x.shape[0], self.D, self.D)
-        return log_prior_free(A, float(self.opts.state_ar_prior))
+        return log_prior_free(A, self.opts.state_ar_prior)
 
     def without_F_step(self, x_new: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``x_new`` with F's coordinates put back to those of ``x`` (for a step direction that leaves F alone)."""

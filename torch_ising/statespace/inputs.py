@@ -19,6 +19,7 @@ import torch
 from .._device import resolve_device
 from .._validation import as_tensor, check_finite, check_mask, check_N_order, check_positive_int, check_spikes, n_params
 from ..basis import rebin, rebin_mask, sufficient_stats
+from .stable import FPrior
 
 __all__ = ["FitData", "prepare_data", "parse_state_ar", "parse_state_ar_prior", "parse_prior"]
 
@@ -145,16 +146,18 @@ def parse_state_ar(state_ar: Any, D: int, B: int, dtype, device, diagonal: bool 
     return F.expand(B, D, D).clone(), True
 
 
-def parse_state_ar_prior(state_ar_prior: Any) -> float | None:
-    """The prior scale tau of a learned F's free coordinates (:mod:`.stable`): a float > 0, or None (no prior)."""
+def parse_state_ar_prior(state_ar_prior: Any) -> FPrior | None:
+    """The prior on a learned F (:mod:`.stable`): None (no prior), s (a number: FPrior(s, tau=1)), (s, tau)."""
     if state_ar_prior is None:
         return None
-    if isinstance(state_ar_prior, bool) or not isinstance(state_ar_prior, numbers.Real):
-        raise ValueError(f"state_ar_prior must be a positive number or None, got {state_ar_prior!r}")
-    tau = float(state_ar_prior)
-    if not (tau > 0 and tau < float("inf")):
-        raise ValueError(f"state_ar_prior must be a positive, finite number or None, got {state_ar_prior!r}")
-    return tau
+    vals = tuple(state_ar_prior) if isinstance(state_ar_prior, (tuple, list)) else (state_ar_prior,)
+    ok = 1 <= len(vals) <= 2 and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in vals)
+    if not ok or not all(0 < float(v) < float("inf") for v in vals):
+        raise ValueError(
+            "state_ar_prior must be None, a positive scale s, or (s, tau) with s, tau > 0 and finite; "
+            f"got {state_ar_prior!r}"
+        )
+    return FPrior(*(float(v) for v in vals))
 
 
 def parse_prior(

@@ -22,7 +22,7 @@ import torch
 
 from .qforms import Q_FORMS
 from .records import SmootherResult, StateSpaceParams
-from .stable import prior_F_update
+from .stable import FPrior, prior_F_update
 
 __all__ = ["m_step"]
 
@@ -37,7 +37,7 @@ def m_step(
     u: torch.Tensor | None = None,
     learn_Q: bool = True,
     mu_fixed: torch.Tensor | None = None,
-    state_ar_prior: float | None = None,
+    state_ar_prior: FPrior | None = None,
 ) -> StateSpaceParams:
     """One M-step.
 
@@ -51,7 +51,7 @@ def m_step(
         learn_Q: re-estimate Q (False with T = 1).
         mu_fixed: (B, D) bool, the entries of mu kept at their current value
             (mu_d <- m_{1,d} only where it is False); None updates all of mu.
-        state_ar_prior: with ``learn_F``, the scale tau of the prior on F (:mod:`.stable`):
+        state_ar_prior: with ``learn_F``, the prior on F (:class:`.stable.FPrior`):
             F is then the maximiser of the transitions' expected complete-data log-likelihood
             plus log p(F) over ||F||_2 < 1 (:func:`.stable.prior_F_update`); None: the free
             closed-form update above.

@@ -1,4 +1,4 @@
-"""A stable parametrisation of a learned F and the Gaussian prior on its free coordinates.
+"""A stable parametrisation of a learned F and the prior on it (``fit(state_ar_prior=...)``).
 
 A learned F (MODEL.md 3.3, ``fit(state_ar=...)``) is written through an unconstrained
 D x D matrix A,
@@ -10,31 +10,31 @@ spectral radius rho(F), is below 1. The map A -> F is a bijection of all D x D m
 onto the open ball ||F||_2 < 1; its inverse is A = F L^T, where L is the lower-triangular
 factor of L^T L = (I - F^T F)^{-1}.
 
-The prior on F is a Gaussian on A,
+The prior (:class:`FPrior`, scales s and tau) is a Gaussian on A, vec(A) ~ N(0, tau^2 I),
+tilted by a Gaussian on F centred at the random walk F = I (MODEL.md 3's default), with
+scale s; up to its normalising constant,
 
-    vec(A) ~ Normal(0, tau^2 I),
-    log p(F) = -||A||_F^2 / (2 tau^2) - (D^2 / 2) log(2 pi tau^2),
+    log p(F) = -||F - I||_F^2 / (2 s^2) - ||A||_F^2 / (2 tau^2)
+             = -||F - I||_F^2 / (2 s^2) - ( tr[(I - F^T F)^{-1}] - D ) / (2 tau^2),
 
-which tends to -infinity as ||F||_2 -> 1 (||A|| -> infinity). In F itself,
-||A||_F^2 = tr(A^T A) = tr(F^T F L^T L) = tr[(I - F^T F)^{-1}] - D, so
-
-    log p(F) = -( tr[(I - F^T F)^{-1}] - D ) / (2 tau^2) - (D^2 / 2) log(2 pi tau^2),
-
-a barrier that is concave in F on the ball (F^T (I - F F^T)^{-1} F is matrix-convex). The Laplace marginal
-likelihood l is at most 0 for the exact observation model (each bin's term
-R [y_t . theta - psi(theta)] is a log probability of the data, and the Gaussian terms of
-MODEL.md 3.4 are at most 0), so l + log p(F) is bounded above and its maximiser over A is
-finite: F stays strictly inside the unit ball, away from the boundary ||F|| = 1 where the
-supremum of l alone lies.
+since ||A||_F^2 = tr(A^T A) = tr(F^T F L^T L) = tr[(I - F^T F)^{-1}] - D. The second term is a
+barrier: log p(F) -> -infinity as ||F||_2 -> 1. Both terms are concave in F on the ball
+(F^T (I - F F^T)^{-1} F is matrix-convex). The first keeps F near I in every direction, so
+F cannot map a direction of theta_1 to 0 and leave mu free to run off along it; the
+second keeps F stable. The Laplace l is at most 0 for the exact observation model (each
+bin's term R [y_t . theta - psi(theta)] is a log probability of the data, and the Gaussian
+terms of MODEL.md 3.4 are at most 0), so l + log p(F) is bounded above and its maximiser
+over F lies strictly inside the unit ball.
 """
 
 from __future__ import annotations
 
-import math
+from typing import NamedTuple
 
 import torch
 
 __all__ = [
+    "FPrior",
     "STATE_AR_PRIOR",
     "START_NORM",
     "stable_from_free",
@@ -44,8 +44,21 @@ __all__ = [
     "prior_F_update",
 ]
 
-#: the default prior scale tau of the free coordinates A of a learned F (``fit(state_ar_prior=...)``)
-STATE_AR_PRIOR = 1.0
+
+class FPrior(NamedTuple):
+    """The scales of the prior on a learned F.
+
+    Attributes:
+        shrink: s, the scale of the Gaussian on F centred at I: -||F - I||_F^2 / (2 s^2).
+        tau: the scale of the Gaussian on the free coordinates A: -||A||_F^2 / (2 tau^2).
+    """
+
+    shrink: float = 0.05
+    tau: float = 1.0
+
+
+#: the default prior of a learned F (``fit(state_ar_prior=...)``): s = 0.05, tau = 1
+STATE_AR_PRIOR = FPrior()
 
 #: an initial F with ||F||_2 >= 1 (outside the domain, e.g. state_ar=1.0: F = I) starts scaled to this norm
 START_NORM = 0.99
@@ -80,15 +93,22 @@ def free_from_stable(F: torch.Tensor, start_norm: float = START_NORM) -> torch.T
     return F @ L.transpose(-1, -2)
 
 
-def log_prior_free(A: torch.Tensor, tau: float) -> torch.Tensor:
-    """log p(A) = -||A||_F^2 / (2 tau^2) - (D^2 / 2) log(2 pi tau^2), one value per leading index."""
-    K = A.shape[-1] * A.shape[-2]
-    return -(A * A).sum((-1, -2)) / (2.0 * tau * tau) - 0.5 * K * math.log(2.0 * math.pi * tau * tau)
+def log_prior_free(A: torch.Tensor, prior: FPrior) -> torch.Tensor:
+    """log p(F) at F = stable_from_free(A), up to a constant: -||F - I||^2 / (2 s^2) - ||A||^2 / (2 tau^2)."""
+    F = stable_from_free(A)
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    shrink = ((F - eye) ** 2).sum((-1, -2)) / (2.0 * prior.shrink**2)
+    return -shrink - (A * A).sum((-1, -2)) / (2.0 * prior.tau**2)
 
 
-def log_prior_F(F: torch.Tensor, tau: float) -> torch.Tensor:
-    """The prior log p(F) of a learned F with ||F||_2 < 1 (that of its free coordinates A = F L^T)."""
-    return log_prior_free(free_from_stable(F), tau)
+def log_prior_F(F: torch.Tensor, prior: FPrior) -> torch.Tensor:
+    """log p(F), up to a constant, in F: -||F - I||^2 / (2 s^2) - (tr[(I - F^T F)^{-1}] - D) / (2 tau^2).
+
+    -inf outside the open unit ball; differentiable in F.
+    """
+    D = F.shape[-1]
+    eye = torch.eye(D, dtype=F.dtype, device=F.device)
+    return -((F - eye) ** 2).sum((-1, -2)) / (2.0 * prior.shrink**2) - (_barrier(F) - D) / (2.0 * prior.tau**2)
 
 
 def _transpose_perm(D: int, device: torch.device) -> torch.Tensor:
@@ -98,7 +118,13 @@ def _transpose_perm(D: int, device: torch.device) -> torch.Tensor:
 
 
 def _objective_parts(
-    F: torch.Tensor, Qinv: torch.Tensor, num: torch.Tensor, S00: torch.Tensor, w: float, perm: torch.Tensor
+    F: torch.Tensor,
+    Qinv: torch.Tensor,
+    num: torch.Tensor,
+    S00: torch.Tensor,
+    w: float,
+    perm: torch.Tensor,
+    shrink: float | None = None,
 ) -> tuple[float, torch.Tensor, torch.Tensor] | None:
     """g(F) of :func:`prior_F_update`, its gradient (D, D) and Hessian (D^2, D^2) in row-major vec F.
 
@@ -125,15 +151,20 @@ def _objective_parts(
     Hb = k(eye, M2) + k(FM @ F.T, M2) + k(FM2 @ F.T, M)
     Hb = Hb + (k(FM, FM2) + k(FM2, FM))[:, perm]  # the dF^T terms: vec_r(X dF^T Y) = kron(X, Y^T) P vec_r(dF)
     H = -k(Qinv, S00) - 2.0 * w * Hb
+    if shrink is not None:  # - ||F - I||_F^2 / (2 s^2)
+        v = 1.0 / (2.0 * shrink * shrink)
+        val = val - v * float(((F - eye) ** 2).sum())
+        grad = grad - 2.0 * v * (F - eye)
+        H = H - 2.0 * v * torch.eye(D * D, dtype=F.dtype, device=F.device)
     return val, grad, 0.5 * (H + H.T)
 
 
 def prior_F_update(
-    F: torch.Tensor, num: torch.Tensor, S00: torch.Tensor, Q: torch.Tensor, tau: float, max_newton: int = 100
+    F: torch.Tensor, num: torch.Tensor, S00: torch.Tensor, Q: torch.Tensor, prior: FPrior, max_newton: int = 100
 ) -> torch.Tensor:
     """The M-step of F under the prior: the maximiser over ||F||_2 < 1 of
 
-        g(F) = tr(Q^{-1} num F^T) - 1/2 tr(Q^{-1} F S00 F^T) - tr[(I - F^T F)^{-1}] / (2 tau^2),
+        g(F) = tr(Q^{-1} num F^T) - 1/2 tr(Q^{-1} F S00 F^T) - ||F - I||^2 / (2 s^2) - tr[(I - F^T F)^{-1}] / (2 tau^2),
 
     the expected complete-data log-likelihood of the transitions (MODEL.md 3.3, with
     num = sum_t (P_{t,t-1} - U u_t m_{t-1}^T) and S00 = sum_t P_{t-1}) plus log p(F) up to a
@@ -142,7 +173,7 @@ def prior_F_update(
     it stays inside the ball and rises (Armijo), until the Newton decrement or the step is at round-off.
 
     Args:
-        F: current F (B, D, D); num, S00, Q: (B, D, D); tau: the prior scale.
+        F: current F (B, D, D); num, S00, Q: (B, D, D); prior: the scales s and tau.
         max_newton: most Newton steps per data set.
 
     Returns:
@@ -153,12 +184,12 @@ def prior_F_update(
     F = F * torch.where(norm < 1.0, torch.ones_like(norm), START_NORM / norm)[..., None, None]
     Qinv = torch.linalg.inv(Q)
     Qinv = 0.5 * (Qinv + Qinv.transpose(-1, -2))
-    w = 1.0 / (2.0 * tau * tau)
+    w = 1.0 / (2.0 * prior.tau**2)
     perm = _transpose_perm(D, F.device)
     out = []
     for b in range(B):
         Fb = F[b].clone()
-        parts = _objective_parts(Fb, Qinv[b], num[b], S00[b], w, perm)
+        parts = _objective_parts(Fb, Qinv[b], num[b], S00[b], w, perm, prior.shrink)
         for _ in range(max_newton):
             val, grad, H = parts
             g = grad.reshape(-1)
@@ -170,7 +201,7 @@ def prior_F_update(
             new = None
             for _ in range(60):
                 cand = Fb + a * step.reshape(D, D)
-                new = _objective_parts(cand, Qinv[b], num[b], S00[b], w, perm)
+                new = _objective_parts(cand, Qinv[b], num[b], S00[b], w, perm, prior.shrink)
                 if new is not None and new[0] >= val + 1e-4 * a * decrement - 1e-15 * abs(val):
                     break
                 a *= 0.5
@@ -190,5 +221,7 @@ def _barrier(F: torch.Tensor) -> torch.Tensor:
     D = F.shape[-1]
     eye = torch.eye(D, dtype=F.dtype, device=F.device)
     C, info = torch.linalg.cholesky_ex(eye - F.transpose(-1, -2) @ F)
+    inside = info == 0
+    C = torch.where(inside[..., None, None], C, eye)  # rows outside the ball: a placeholder, their value is +inf
     val = torch.cholesky_inverse(C).diagonal(dim1=-2, dim2=-1).sum(-1)
-    return torch.where(info == 0, val, torch.full_like(val, float("inf")))
+    return torch.where(inside, val, torch.full_like(val, float("inf")))

@@ -13,8 +13,11 @@
   the plain EM step. The first test applies only where EM ascends l
   (``ObservationModel.ascends_mll``; not the pseudo-likelihood scheme, whose plain
   EM steps lower its approximate l near the fixed point).
-* ``stop="converged"`` with a learned F or a learned input gain U: l is maximised
-  directly (as ``stop="mll"``). Accelerated EM over the D^2 entries of F is
+* ``stop="converged"`` with a learned F under its prior (:mod:`.stable`, the default):
+  the accelerated EM above, in the free coordinates A of F = A L^{-T}, with the prior's
+  F update; the safeguard compares l + log p(F), the objective that EM ascends.
+* ``stop="converged"`` with a free learned F (``state_ar_prior=None``) or a learned input gain U:
+  l is maximised directly (as ``stop="mll"``). Accelerated EM over the D^2 entries of F is
   unreliable, and with U the state-noise variance typically tends to 0, where the
   EM map of U tends to the identity (the smoothed increments follow the current
   U u_t): EM creeps, and its residual says nothing about the distance to the
@@ -364,9 +367,11 @@ def _anderson(
             es_new = E(coords.from_vec(x_new), es.smooth.theta_s)
             g_new, f_new = image(es_new, x_new)
             grew = f_new.norm(dim=-1) > 2.0 * f.norm(dim=-1)
-            fell = es_new.mll < es.mll
+            # the objective EM ascends: l, plus log p(F) under a prior on a learned F (0 otherwise)
+            obj, obj_new = es.mll + coords.log_prior(x0), es_new.mll + coords.log_prior(x_new)
+            fell = obj_new < obj
             # only where EM ascends l: otherwise a fall of l is what plain EM does too
-            dropped = (es_new.mll < es.mll - mll_drop_tol(es.mll)) & ascends_mll
+            dropped = (obj_new < obj - mll_drop_tol(obj)) & ascends_mll
             bad = ~torch.isfinite(f_new).all(-1) | ~torch.isfinite(es_new.mll) | (grew & fell) | dropped
         except (torch.linalg.LinAlgError, RuntimeError):
             if not bool(extrapolated.any()):
