@@ -69,6 +69,7 @@ def run_em(
             u=u,
             learn_Q=opts.learn_Q,
             mu_fixed=opts.mu_fixed,
+            state_ar_prior=opts.state_ar_prior,
         )
 
     n_e = 0

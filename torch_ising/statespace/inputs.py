@@ -11,6 +11,7 @@ of theta_1 (the forms of Q are read by :func:`.qforms.parse_state_cov`).
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, NamedTuple
 
 import torch
@@ -18,8 +19,9 @@ import torch
 from .._device import resolve_device
 from .._validation import as_tensor, check_finite, check_mask, check_N_order, check_positive_int, check_spikes, n_params
 from ..basis import rebin, rebin_mask, sufficient_stats
+from .stable import FPrior
 
-__all__ = ["FitData", "prepare_data", "parse_state_ar", "parse_prior"]
+__all__ = ["FitData", "prepare_data", "parse_state_ar", "parse_state_ar_prior", "parse_prior"]
 
 
 class FitData(NamedTuple):
@@ -142,6 +144,20 @@ def parse_state_ar(state_ar: Any, D: int, B: int, dtype, device, diagonal: bool 
     if F.shape != (D, D):
         raise ValueError(f"state_ar must be a scalar or a (D, D) = ({D}, {D}) matrix; got {tuple(F.shape)}")
     return F.expand(B, D, D).clone(), True
+
+
+def parse_state_ar_prior(state_ar_prior: Any) -> FPrior | None:
+    """The prior on a learned F (:mod:`.stable`): None (no prior), s (a number: FPrior(s, tau=1)), (s, tau)."""
+    if state_ar_prior is None:
+        return None
+    vals = tuple(state_ar_prior) if isinstance(state_ar_prior, (tuple, list)) else (state_ar_prior,)
+    ok = 1 <= len(vals) <= 2 and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in vals)
+    if not ok or not all(0 < float(v) < float("inf") for v in vals):
+        raise ValueError(
+            "state_ar_prior must be None, a positive scale s, or (s, tau) with s, tau > 0 and finite; "
+            f"got {state_ar_prior!r}"
+        )
+    return FPrior(*(float(v) for v in vals))
 
 
 def parse_prior(

@@ -22,6 +22,7 @@ import torch
 
 from .qforms import Q_FORMS
 from .records import SmootherResult, StateSpaceParams
+from .stable import FPrior, prior_F_update
 
 __all__ = ["m_step"]
 
@@ -36,6 +37,7 @@ def m_step(
     u: torch.Tensor | None = None,
     learn_Q: bool = True,
     mu_fixed: torch.Tensor | None = None,
+    state_ar_prior: FPrior | None = None,
 ) -> StateSpaceParams:
     """One M-step.
 
@@ -49,6 +51,10 @@ def m_step(
         learn_Q: re-estimate Q (False with T = 1).
         mu_fixed: (B, D) bool, the entries of mu kept at their current value
             (mu_d <- m_{1,d} only where it is False); None updates all of mu.
+        state_ar_prior: with ``learn_F``, the prior on F (:class:`.stable.FPrior`):
+            F is then the maximiser of the transitions' expected complete-data log-likelihood
+            plus log p(F) over ||F||_2 < 1 (:func:`.stable.prior_F_update`); None: the free
+            closed-form update above.
 
     Returns:
         The new :class:`StateSpaceParams` (Sigma unchanged).
@@ -82,7 +88,10 @@ def m_step(
         num = S10
         if U is not None and u is not None:
             num = num - (u[:, 1:] @ U.transpose(-1, -2)).transpose(1, 2) @ m0
-        F = torch.linalg.solve(S00, num.transpose(-1, -2)).transpose(-1, -2)
+        if state_ar_prior is None:
+            F = torch.linalg.solve(S00, num.transpose(-1, -2)).transpose(-1, -2)
+        else:
+            F = prior_F_update(F, num, S00, Q, state_ar_prior)
         Ft = F.transpose(-1, -2)
     if U is not None and u is not None:
         u1 = u[:, 1:]

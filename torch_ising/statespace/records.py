@@ -100,6 +100,8 @@ class EMOptions(NamedTuple):
     estep: str = "filter"
     #: (B, D) bool: entries of mu the M-step keeps fixed (statistics with no finite estimate), or None
     mu_fixed: torch.Tensor | None = None
+    #: the prior on a learned F (:class:`.stable.FPrior`) for stop="converged" and "mll"; None: F free
+    state_ar_prior: Any = None
 
 
 class EMOutcome(NamedTuple):

@@ -13,8 +13,11 @@
   the plain EM step. The first test applies only where EM ascends l
   (``ObservationModel.ascends_mll``; not the pseudo-likelihood scheme, whose plain
   EM steps lower its approximate l near the fixed point).
-* ``stop="converged"`` with a learned F or a learned input gain U: l is maximised
-  directly (as ``stop="mll"``). Accelerated EM over the D^2 entries of F is
+* ``stop="converged"`` with a learned F under its prior (:mod:`.stable`, the default):
+  the accelerated EM above, in the free coordinates A of F = A L^{-T}, with the prior's
+  F update; the safeguard compares l + log p(F), the objective that EM ascends.
+* ``stop="converged"`` with a free learned F (``state_ar_prior=None``) or a learned input gain U:
+  l is maximised directly (as ``stop="mll"``). Accelerated EM over the D^2 entries of F is
   unreliable, and with U the state-noise variance typically tends to 0, where the
   EM map of U tends to the identity (the smoothed increments follow the current
   U u_t): EM creeps, and its residual says nothing about the distance to the
@@ -163,7 +166,7 @@ def _fixed_point(depth: int) -> Callable[[EMLoop, StateSpaceParams, EStep, torch
     """EM to its fixed point x = EM(x), Anderson-accelerated with ``depth`` > 0, plain with 0."""
 
     def run(loop: EMLoop, params: StateSpaceParams, es: EStep, converged: torch.Tensor) -> RuleOutcome:
-        coords = Coords(params, loop.opts, es.filt.cov)
+        coords = Coords(params, loop.opts, es.filt.cov, stable_F=True)
         x0 = coords.to_vec(params)
         opts = loop.opts._replace(depth=depth)
         x0, es, converged, it = _anderson(
@@ -179,8 +182,10 @@ def _direct(loop: EMLoop, params: StateSpaceParams, es: EStep, converged: torch.
     """Maximise l itself over the hyperparameters (batched BFGS, autograd gradient through the filter).
 
     A resumed run starts BFGS afresh from the checkpoint (its curvature memory is not kept).
+    With a learned F and a prior scale ``opts.state_ar_prior`` the objective is l + log p(F), over
+    the free coordinates A of the stable parametrisation (:mod:`.stable`), so ||F||_2 < 1.
     """
-    coords = Coords(params, loop.opts, es.filt.cov)
+    coords = Coords(params, loop.opts, es.filt.cov, stable_F=True)
     x0 = coords.to_vec(params)
     opts = loop.opts._replace(max_iter=loop.opts.max_iter - loop.start)
     x0, es, converged, n_fun, stopped = _maximise_mll(
@@ -201,8 +206,9 @@ def _converged(loop: EMLoop, params: StateSpaceParams, es: EStep, converged: tor
     says nothing about the distance to the fixed point.
     """
     opts = loop.opts
-    learned_gain = opts.learn_F or (params.U is not None and loop.u is not None and opts.estep == "filter")
-    if learned_gain and not es.filt.cov.diagonal:
+    learned_U = params.U is not None and loop.u is not None and opts.estep == "filter"
+    free_F = opts.learn_F and opts.state_ar_prior is None
+    if (free_F or learned_U) and not es.filt.cov.diagonal:
         return _direct(loop, params, es, converged)
     return _accelerated(loop, params, es, converged)
 
@@ -223,6 +229,8 @@ class StopRule:
             (where it can: :func:`.estep.default_estep`).
         filter_l: "always", "never" or "learned_F": when the rule is defined through the
             filter's marginal likelihood, which the joint E-step cannot serve.
+        prior_on_F: whether a learned F gets the prior of :mod:`.stable` (``fit(state_ar_prior=)``)
+            under this rule; the published rules keep the free closed-form F update of MODEL.md 3.3.
     """
 
     name: str
@@ -232,6 +240,7 @@ class StopRule:
     published_search: bool = False
     joint_default: bool = False
     filter_l: str = "never"
+    prior_on_F: bool = False
 
     def default_map_method(self, cov: Covariance) -> str:
         """The mode search when none is given: "cg" for a published rule with dense ``cov``, else "newton"."""
@@ -251,11 +260,12 @@ STOP_RULES: dict[str, StopRule] = {
     r.name: r
     for r in (
         StopRule("converged", "accelerated EM to its fixed point (a learned F or U: l maximised directly)",
-                 _converged, joint_default=True, filter_l="learned_F"),
+                 _converged, joint_default=True, filter_l="learned_F", prior_on_F=True),
         StopRule("em", "plain EM to its fixed point (slow; a reference)", _fixed_point(0)),
         StopRule("ssll", "the published rule: relative change of l below 1e-4", _published, max_iter=100,
                  published_search=True, filter_l="always"),
-        StopRule("mll", "l maximised directly by BFGS with the autograd gradient", _direct, filter_l="always"),
+        StopRule("mll", "l maximised directly by BFGS with the autograd gradient", _direct, filter_l="always",
+                 prior_on_F=True),
     )
 }  # fmt: skip
 
@@ -357,9 +367,11 @@ def _anderson(
             es_new = E(coords.from_vec(x_new), es.smooth.theta_s)
             g_new, f_new = image(es_new, x_new)
             grew = f_new.norm(dim=-1) > 2.0 * f.norm(dim=-1)
-            fell = es_new.mll < es.mll
+            # the objective EM ascends: l, plus log p(F) under a prior on a learned F (0 otherwise)
+            obj, obj_new = es.mll + coords.log_prior(x0), es_new.mll + coords.log_prior(x_new)
+            fell = obj_new < obj
             # only where EM ascends l: otherwise a fall of l is what plain EM does too
-            dropped = (es_new.mll < es.mll - mll_drop_tol(es.mll)) & ascends_mll
+            dropped = (obj_new < obj - mll_drop_tol(obj)) & ascends_mll
             bad = ~torch.isfinite(f_new).all(-1) | ~torch.isfinite(es_new.mll) | (grew & fell) | dropped
         except (torch.linalg.LinAlgError, RuntimeError):
             if not bool(extrapolated.any()):
@@ -423,7 +435,10 @@ def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: Coords, opts: EMOpti
         raise ValueError("stop='mll' needs full covariances (method='exact')")
     if opts.map_method != "newton":
         raise ValueError("stop='mll' (and a learned F) needs exact modes: use map_method='newton'")
-    direction0 = coords.to_vec(M(es, coords.from_vec(x0))) - x0
+    x_em = coords.to_vec(M(es, coords.from_vec(x0)))
+    if coords.stable_F:  # the published F update may leave the unit ball: the first direction takes mu, Q, U
+        x_em = coords.without_F_step(x_em, x0)
+    direction0 = x_em - x0
     cache = {"theta": es.smooth.theta_s}
 
     def fun(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -431,7 +446,7 @@ def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: Coords, opts: EMOpti
         filt = laplace_filter(obs, p, u=u, theta_init=cache["theta"], tol=opts.newton_tol)
         xg = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            val = mll_with_grad(obs, coords.from_vec(xg), filt.theta_f, u=u)
+            val = mll_with_grad(obs, coords.from_vec(xg), filt.theta_f, u=u) + coords.log_prior(xg)
             (grad,) = torch.autograd.grad(val.sum(), xg)
         if opts.mu_fixed is not None:  # a fixed entry of mu (the first D coordinates) does not move
             grad[:, : coords.D] = grad[:, : coords.D].masked_fill(opts.mu_fixed, 0.0)
@@ -447,6 +462,7 @@ def _maximise_mll(obs, es: EStep, x0: torch.Tensor, coords: Coords, opts: EMOpti
         k = evals[0]
         B = f.shape[0]
         no = torch.zeros(B, dtype=torch.bool, device=f.device)
+        f = f - coords.log_prior(x)  # the history holds l itself, without log p(F)
         report(k, p, f, lambda: EMState(k, p, cache["theta"], f, no))
         # cache["theta"] is the filter's path at the point just evaluated; when that point was accepted,
         # a path beyond RUNAWAY_THETA means l is growing without bound (a learned F, MODEL.md 3.3): stop
