@@ -20,6 +20,8 @@ arithmetic costs about a microsecond instead of a torch dispatch.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 
@@ -127,6 +129,16 @@ class _TorchPatterns:
         return _m.fisher_from_joint_trusted(q[:, 0], N, order)
 
 
+@lru_cache(maxsize=16)
+def _host_zeta(N: int) -> tuple[np.ndarray, np.ndarray]:
+    """(Z, Z^T) as read-only C-contiguous float64 arrays, Z[a, b] = [a subset of b] (built once per N)."""
+    Z = _m._zeta_matrix(N, torch.float64, torch.device("cpu")).numpy()
+    Zt = np.ascontiguousarray(Z.T)
+    Z.flags.writeable = False
+    Zt.flags.writeable = False
+    return Z, Zt
+
+
 class _HostPatterns(_TorchPatterns):
     """The same steps as numpy float64 arrays on the host (:data:`HOST_PATTERNS_MAX_N`; CPU, float64 only).
 
@@ -137,8 +149,7 @@ class _HostPatterns(_TorchPatterns):
     def __init__(self, N: int, order: int, B: int, like: torch.Tensor) -> None:
         super().__init__(N, order, B, like)
         self.masks_np = self.masks.numpy()
-        self.Z = _m._zeta_matrix(N, torch.float64, like.device).numpy()
-        self.Zt = np.ascontiguousarray(self.Z.T)
+        self.Z, self.Zt = _host_zeta(N)
         self.scatter = np.zeros((B, 2**N))
 
     def energies(self, theta: np.ndarray) -> np.ndarray:
