@@ -187,6 +187,39 @@ def _dense_base(diag, lower, rhs, want_cov, infos):
     return x, _logdet_chol(L), _sym(cov), lag
 
 
+def _odd_length(diag: torch.Tensor, lower: torch.Tensor, rhs: torch.Tensor):
+    """Pad an even number of blocks to an odd one with an identity block that couples to nothing.
+
+    ``lower`` may hold blocks (T-1, B, D, D) or their diagonals (T-1, B, D).
+    """
+    T, B, D = diag.shape[:3]
+    if T % 2 == 1:
+        return diag, lower, rhs
+    eye = torch.eye(D, dtype=diag.dtype, device=diag.device).expand(1, B, D, D)
+    return (
+        torch.cat([diag, eye]),
+        torch.cat([lower, lower.new_zeros(1, *lower.shape[1:])]),
+        torch.cat([rhs, rhs.new_zeros(1, B, D, 1)]),
+    )
+
+
+def _interleave(Ss: torch.Tensor, cov_i: torch.Tensor, cross: torch.Tensor, T: int):
+    """The blocks (H^{-1})_{tt} (T, B, D, D) and (H^{-1})_{t+1,t} (T-1, B, D, D) of a reduction level.
+
+    From the separators' covariances ``Ss`` (even t), the eliminated blocks' ``cov_i`` (odd t) and
+    their cross-covariances with the neighbouring separators ``cross`` = [Cov(x_i, x_{s_c}), Cov(x_i, x_{s_{c+1}})].
+    """
+    n, B, D = cov_i.shape[:3]
+    Tp = 2 * n + 1
+    cov = Ss.new_empty(Tp, B, D, D)
+    cov[0::2] = Ss
+    cov[1::2] = cov_i
+    lag = Ss.new_empty(Tp - 1, B, D, D)
+    lag[0::2] = cross[..., :D]
+    lag[1::2] = cross[..., D:].transpose(-1, -2)
+    return cov[:T], lag[: T - 1]
+
+
 def _odd_even(
     diag: torch.Tensor,
     lower: torch.Tensor,
@@ -219,11 +252,7 @@ def _odd_even(
     T, B, D = diag.shape[:3]
     if T <= 2 or T * D <= dense_size:
         return _dense_base(diag, lower, rhs, want_cov, infos)
-    if T % 2 == 0:
-        eye = torch.eye(D, dtype=diag.dtype, device=diag.device).expand(1, B, D, D)
-        diag = torch.cat([diag, eye])
-        lower = torch.cat([lower, lower.new_zeros(1, B, D, D)])
-        rhs = torch.cat([rhs, rhs.new_zeros(1, B, D, 1)])
+    diag, lower, rhs = _odd_length(diag, lower, rhs)
     Tp = diag.shape[0]
     n = Tp // 2  # interiors; n + 1 separators
     Kl, Kr = lower[0::2], lower[1::2]  # H_{2c+1,2c}, H_{2c+2,2c+1}
@@ -246,13 +275,8 @@ def _odd_even(
     logdet = logdet_s + logdet_i.sum(0)
     S_pair = torch.cat([torch.cat([Ss[:n], Cs.transpose(-1, -2)], -1), torch.cat([Cs, Ss[1:]], -1)], -2)
     cross = -(AC @ S_pair)  # [Cov(x_i, x_{s_c}), Cov(x_i, x_{s_{c+1}})], (n, B, D, 2D)
-    cov = diag.new_empty(Tp, B, D, D)
-    cov[0::2] = Ss
-    cov[1::2] = _sym(Mi - cross @ AC.transpose(-1, -2))
-    lag = diag.new_empty(Tp - 1, B, D, D)
-    lag[0::2] = cross[..., :D]
-    lag[1::2] = cross[..., D:].transpose(-1, -2)
-    return x[:T], logdet, cov[:T], lag[: T - 1]
+    cov, lag = _interleave(Ss, _sym(Mi - cross @ AC.transpose(-1, -2)), cross, T)
+    return x[:T], logdet, cov, lag
 
 
 def _odd_even_diagonal(
@@ -281,11 +305,7 @@ def _odd_even_diagonal(
     T, B, D = diag.shape[:3]
     if T <= 2 or T * D <= dense_size:
         return _dense_base(diag, torch.diag_embed(lower), rhs, want_cov, infos)
-    if T % 2 == 0:
-        eye = torch.eye(D, dtype=diag.dtype, device=diag.device).expand(1, B, D, D)
-        diag = torch.cat([diag, eye])
-        lower = torch.cat([lower, lower.new_zeros(1, B, D)])
-        rhs = torch.cat([rhs, rhs.new_zeros(1, B, D, 1)])
+    diag, lower, rhs = _odd_length(diag, lower, rhs)
     Tp = diag.shape[0]
     n = Tp // 2
     kl, kr = lower[0::2], lower[1::2]  # diagonals of H_{2c+1,2c}, H_{2c+2,2c+1}, (n, B, D)
@@ -308,13 +328,9 @@ def _odd_even_diagonal(
     # W = [diag(kl), diag(kr)] S_pair, S_pair = [[S_c, C_c^T], [C_c, S_{c+1}]]
     W = torch.cat([kl_c * Ss[:n] + kr_c * Cs, kl_c * Cs.transpose(-1, -2) + kr_c * Ss[1:]], -1)
     cross = -(Mi @ W)  # [Cov(x_i, x_{s_c}), Cov(x_i, x_{s_{c+1}})], (n, B, D, 2D)
-    cov = diag.new_empty(Tp, B, D, D)
-    cov[0::2] = Ss
-    cov[1::2] = _sym(Mi - (cross[..., :D] * kl.unsqueeze(-2) + cross[..., D:] * kr.unsqueeze(-2)) @ Mi)
-    lag = diag.new_empty(Tp - 1, B, D, D)
-    lag[0::2] = cross[..., :D]
-    lag[1::2] = cross[..., D:].transpose(-1, -2)
-    return x[:T], logdet, cov[:T], lag[: T - 1]
+    cov_i = _sym(Mi - (cross[..., :D] * kl.unsqueeze(-2) + cross[..., D:] * kr.unsqueeze(-2)) @ Mi)
+    cov, lag = _interleave(Ss, cov_i, cross, T)
+    return x[:T], logdet, cov, lag
 
 
 def solve_tridiagonal_sequential(
