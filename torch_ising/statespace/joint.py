@@ -453,6 +453,13 @@ class _Prior(NamedTuple):
     drift: torch.Tensor | None  # U u_t for t >= 2, (B, T-1, D)
     const: torch.Tensor  # -1/2 log det Sigma - (T-1)/2 log det Q - T D/2 log 2 pi, (B,)
 
+    def couplings(self) -> tuple[torch.Tensor, bool]:
+        """(the sub-diagonal blocks as the solvers take them, whether they are diagonals (B, T-1, D))."""
+        if self.coupling is None:
+            return self.lower, False
+        B, T1 = self.lower.shape[:2]
+        return self.coupling[:, None].expand(B, T1, self.coupling.shape[-1]), True
+
 
 def _spd_inv_logdet(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(M^{-1}, log det M) of SPD blocks, by :func:`_spd_inverse`; raises when M is not positive definite."""
@@ -613,10 +620,7 @@ def joint_e_step(
         floor = 64 * torch.finfo(g.dtype).eps * (J_max * (1 + th.abs().flatten(1).amax(-1)) + h_max)
         return g.abs().flatten(1).amax(-1) <= torch.maximum(tol * R_b, floor)
 
-    if prior.coupling is not None:
-        lower, diagonal_lower = prior.coupling[:, None].expand(B, max(T - 1, 0), D), True
-    else:
-        lower, diagonal_lower = prior.lower, False
+    lower, diagonal_lower = prior.couplings()
 
     f, g, Hobs = evaluate(x)
     done = small(g, x)

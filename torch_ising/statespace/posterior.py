@@ -76,12 +76,15 @@ class _TorchPatterns:
     """
 
     def __init__(self, N: int, order: int, B: int, like: torch.Tensor) -> None:
-        self.B, self.dtype, self.device = B, like.dtype, like.device
-        self.plain = like.device.type == "cpu" and like.dtype == torch.float64  # numpy shares the memory
-        self.masks = _m.subset_masks_cached(N, order, self.device)
+        self._common(N, order, B, like)
         self.subset_sums = _m.transform_operator(N, False, self.dtype, self.device)
         self.superset_sums = _m.transform_operator(N, True, self.dtype, self.device)
         self.zeros = like.new_zeros(B, 2**N)  # scatter buffer: g[mask(S)] = theta_S, zeros elsewhere
+
+    def _common(self, N: int, order: int, B: int, like: torch.Tensor) -> None:
+        self.B, self.dtype, self.device = B, like.dtype, like.device
+        self.plain = like.device.type == "cpu" and like.dtype == torch.float64  # numpy shares the memory
+        self.masks = _m.subset_masks_cached(N, order, self.device)
 
     def host(self, t: torch.Tensor) -> np.ndarray:
         return t.numpy() if self.plain and not t.requires_grad else host(t)
@@ -147,7 +150,7 @@ class _HostPatterns(_TorchPatterns):
     """
 
     def __init__(self, N: int, order: int, B: int, like: torch.Tensor) -> None:
-        super().__init__(N, order, B, like)
+        self._common(N, order, B, like)  # the torch transforms and buffer are not needed here
         self.masks_np = self.masks.numpy()
         self.Z, self.Zt = _host_zeta(N)
         self.scatter = np.zeros((B, 2**N))
