@@ -117,6 +117,52 @@ def _transpose_perm(D: int, device: torch.device) -> torch.Tensor:
     return idx.T.reshape(-1)
 
 
+def _kron(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """kron(X, Y^T) per batch row, (B, D^2, D^2): vec_r(X dF Y) = kron(X, Y^T) vec_r(dF)."""
+    B, D = X.shape[0], X.shape[-1]
+    return torch.einsum("bij,blk->bikjl", X, Y).reshape(B, D * D, D * D)
+
+
+def _objective_parts_batch(
+    F: torch.Tensor,
+    Qinv: torch.Tensor,
+    num: torch.Tensor,
+    S00: torch.Tensor,
+    w: float,
+    perm: torch.Tensor,
+    shrink: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """g(F) of :func:`prior_F_update` (B,), its gradient (B, D, D), Hessian (B, D^2, D^2) in row-major
+    vec F, and whether each F lies in the open unit ball (B,); outside it g is -inf (and the rest unused).
+
+    With M = (I - F^T F)^{-1}: d tr M = 2 tr(M^2 F^T dF), so grad tr M = 2 F M^2, and
+    d(2 F M^2) = 2 dF M^2 + 2 F M E M^2 + 2 F M^2 E M with E = dF^T F + F^T dF (dM = M E M).
+    """
+    B, D = F.shape[0], F.shape[-1]
+    eye = torch.eye(D, dtype=F.dtype, device=F.device).expand(B, D, D)
+    Ft = F.transpose(-1, -2)
+    C, info = torch.linalg.cholesky_ex(eye - Ft @ F)
+    inside = info == 0
+    C = torch.where(inside[:, None, None], C, eye)  # a placeholder where F is outside the ball
+    M = torch.cholesky_inverse(C)
+    M = 0.5 * (M + M.transpose(-1, -2))
+    M2 = M @ M
+    val = (Qinv * (num @ Ft)).sum((-1, -2)) - 0.5 * (Qinv * (F @ S00 @ Ft)).sum((-1, -2))
+    val = val - w * M.diagonal(dim1=-2, dim2=-1).sum(-1)
+    grad = Qinv @ num - Qinv @ F @ S00 - 2.0 * w * F @ M2
+    FM, FM2 = F @ M, F @ M2
+    Hb = _kron(eye, M2) + _kron(FM @ Ft, M2) + _kron(FM2 @ Ft, M)
+    Hb = Hb + (_kron(FM, FM2) + _kron(FM2, FM))[..., perm]  # the dF^T terms: kron(X, Y^T) P vec_r(dF)
+    H = -_kron(Qinv, S00) - 2.0 * w * Hb
+    if shrink is not None:  # - ||F - I||_F^2 / (2 s^2)
+        v = 1.0 / (2.0 * shrink * shrink)
+        val = val - v * ((F - eye) ** 2).sum((-1, -2))
+        grad = grad - 2.0 * v * (F - eye)
+        H = H - 2.0 * v * torch.eye(D * D, dtype=F.dtype, device=F.device)
+    val = torch.where(inside, val, torch.full_like(val, -float("inf")))
+    return val, grad, 0.5 * (H + H.transpose(-1, -2)), inside
+
+
 def _objective_parts(
     F: torch.Tensor,
     Qinv: torch.Tensor,
@@ -126,37 +172,14 @@ def _objective_parts(
     perm: torch.Tensor,
     shrink: float | None = None,
 ) -> tuple[float, torch.Tensor, torch.Tensor] | None:
-    """g(F) of :func:`prior_F_update`, its gradient (D, D) and Hessian (D^2, D^2) in row-major vec F.
+    """:func:`_objective_parts_batch` for one F (D, D): (g, gradient (D, D), Hessian (D^2, D^2)).
 
     None outside the open unit ball.
-
-    With M = (I - F^T F)^{-1}: d tr M = 2 tr(M^2 F^T dF), so grad tr M = 2 F M^2, and
-    d(2 F M^2) = 2 dF M^2 + 2 F M E M^2 + 2 F M^2 E M with E = dF^T F + F^T dF (dM = M E M).
     """
-    D = F.shape[-1]
-    eye = torch.eye(D, dtype=F.dtype, device=F.device)
-    C, info = torch.linalg.cholesky_ex(eye - F.T @ F)
-    if int(info) != 0:
+    val, grad, H, inside = _objective_parts_batch(F[None], Qinv[None], num[None], S00[None], w, perm, shrink)
+    if not bool(inside[0]):
         return None
-    M = torch.cholesky_inverse(C)
-    M = 0.5 * (M + M.T)
-    M2 = M @ M
-    val = float((Qinv * (num @ F.T)).sum() - 0.5 * (Qinv * (F @ S00 @ F.T)).sum() - w * M.diagonal().sum())
-    grad = Qinv @ num - Qinv @ F @ S00 - 2.0 * w * F @ M2
-    FM, FM2 = F @ M, F @ M2
-
-    def k(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:  # vec_r(X dF Y) = kron(X, Y^T) vec_r(dF)
-        return torch.kron(X.contiguous(), Y.T.contiguous())
-
-    Hb = k(eye, M2) + k(FM @ F.T, M2) + k(FM2 @ F.T, M)
-    Hb = Hb + (k(FM, FM2) + k(FM2, FM))[:, perm]  # the dF^T terms: vec_r(X dF^T Y) = kron(X, Y^T) P vec_r(dF)
-    H = -k(Qinv, S00) - 2.0 * w * Hb
-    if shrink is not None:  # - ||F - I||_F^2 / (2 s^2)
-        v = 1.0 / (2.0 * shrink * shrink)
-        val = val - v * float(((F - eye) ** 2).sum())
-        grad = grad - 2.0 * v * (F - eye)
-        H = H - 2.0 * v * torch.eye(D * D, dtype=F.dtype, device=F.device)
-    return val, grad, 0.5 * (H + H.T)
+    return float(val[0]), grad[0], H[0]
 
 
 def prior_F_update(
@@ -171,6 +194,7 @@ def prior_F_update(
     constant. g is strictly concave on the ball, so its maximiser is unique; damped Newton on
     vec F from ``F`` (scaled into the ball as in :func:`free_from_stable`), each step halved until
     it stays inside the ball and rises (Armijo), until the Newton decrement or the step is at round-off.
+    Batched over data sets, each with its own steps and stopping.
 
     Args:
         F: current F (B, D, D); num, S00, Q: (B, D, D); prior: the scales s and tau.
@@ -186,34 +210,42 @@ def prior_F_update(
     Qinv = 0.5 * (Qinv + Qinv.transpose(-1, -2))
     w = 1.0 / (2.0 * prior.tau**2)
     perm = _transpose_perm(D, F.device)
-    out = []
-    for b in range(B):
-        Fb = F[b].clone()
-        parts = _objective_parts(Fb, Qinv[b], num[b], S00[b], w, perm, prior.shrink)
-        for _ in range(max_newton):
-            val, grad, H = parts
-            g = grad.reshape(-1)
-            step = torch.linalg.solve(-H, g)
-            decrement = float(g @ step)  # the Newton decrement lambda^2 (>= 0: -H is positive definite)
-            if decrement <= 1e-13 * max(1.0, abs(val)) * 1e-8:
+
+    def parts(X: torch.Tensor):
+        return _objective_parts_batch(X, Qinv, num, S00, w, perm, prior.shrink)
+
+    val, grad, H, _ = parts(F)
+    active = torch.ones(B, dtype=torch.bool, device=F.device)
+    for _ in range(max_newton):
+        g = grad.reshape(B, -1)
+        step = torch.linalg.solve(-H, g)
+        decrement = (g * step).sum(-1)  # the Newton decrement lambda^2 (>= 0: -H is positive definite)
+        active = active & ~(decrement <= 1e-21 * val.abs().clamp(min=1.0))
+        if not bool(active.any()):
+            break
+        step = step.reshape(B, D, D)
+        a = torch.ones_like(val)
+        found = ~active  # rows that have stopped take no step
+        new = (F, val, grad, H)
+        for _ in range(60):
+            cand = F + a[:, None, None] * step
+            cv, cg, cH, inside = parts(cand)
+            ok = ~found & inside & (cv >= val + 1e-4 * a * decrement - 1e-15 * val.abs())
+            new = tuple(
+                torch.where(ok.view(-1, *[1] * (o.ndim - 1)), c, o)
+                for c, o in zip((cand, cv, cg, cH), new, strict=True)
+            )
+            found = found | ok
+            if bool(found.all()):
                 break
-            a = 1.0
-            new = None
-            for _ in range(60):
-                cand = Fb + a * step.reshape(D, D)
-                new = _objective_parts(cand, Qinv[b], num[b], S00[b], w, perm, prior.shrink)
-                if new is not None and new[0] >= val + 1e-4 * a * decrement - 1e-15 * abs(val):
-                    break
-                a *= 0.5
-                new = None
-            if new is None:
-                break
-            small = float((a * step).abs().max()) <= 1e-14 * max(1.0, float(Fb.abs().max()))
-            Fb, parts = cand, new
-            if small:
-                break
-        out.append(Fb)
-    return torch.stack(out)
+            a = torch.where(found, a, 0.5 * a)
+        moved = active & found  # a row with no ascent left stops where it is
+        small = (a[:, None, None] * step).abs().amax((-1, -2)) <= 1e-14 * F.abs().amax((-1, -2)).clamp(min=1.0)
+        F, val, grad, H = new
+        active = moved & ~small
+        if not bool(active.any()):
+            break
+    return F
 
 
 def _barrier(F: torch.Tensor) -> torch.Tensor:
